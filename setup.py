@@ -1,0 +1,26 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+requirements = [
+    line.strip()
+    for line in (here / "requirements.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+]
+
+setup(
+    name="edtalk",
+    version="0.1.0",
+    description="EDTalk (ECCV 2024): efficient disentanglement for emotional talking-head synthesis",
+    long_description=(here / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.9",
+    packages=find_packages(include=["edtalk", "edtalk.*"]),
+    package_data={"edtalk": ["assets/*", "assets/**/*"]},
+    include_package_data=True,
+    install_requires=requirements,
+    extras_require={"test": ["pytest>=7"], "mediapipe": ["mediapipe"], "face-alignment": ["face-alignment"]},
+    entry_points={"console_scripts": ["edtalk=edtalk.cli:main"]},
+)
