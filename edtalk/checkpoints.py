@@ -1,0 +1,196 @@
+"""Checkpoint loading and saving.
+
+Official `.pt` files are pickles. They are loaded with `torch.load(weights_only=True)`, which
+only rebuilds tensors and plain containers, with `argparse.Namespace` (and path objects) allowed
+for the `'args'` entry that training checkpoints carry. Nothing else is unpickled: a file whose
+pickle references any other callable is refused with one clear error, never loaded fully.
+
+Our own format is a directory with `model.safetensors` + `config.json`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import pickle
+from pathlib import Path
+from typing import Dict, Optional, Union
+
+import torch
+
+from .errors import CheckpointError
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+SAFE_GLOBALS = [argparse.Namespace, pathlib.PosixPath, pathlib.WindowsPath, pathlib.PurePosixPath,
+                pathlib.PureWindowsPath]
+
+# Known top-level entries of official files: generator weights, Audio2Lip weights, training extras.
+GENERATOR_KEY, AUDIO2LIP_KEY = "gen", "audio2lip"
+
+
+def safe_torch_load(path: Union[str, os.PathLike]) -> dict:
+    """torch.load without arbitrary code execution; CheckpointError with one line otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path} (see checkpoints/README.md for where to get it)")
+    try:
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        culprit = _unsafe_global(str(exc))
+        raise CheckpointError(
+            f"refusing to load {path}: its pickle references {culprit}, which is not plain data "
+            "(loading it could run arbitrary code). Only tensor checkpoints are accepted."
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: {msg}") from None
+
+
+def _unsafe_global(message: str) -> str:
+    for line in message.splitlines():
+        line = line.strip()
+        for marker in ("Unsupported global: GLOBAL ", "Unsupported global: ", "GLOBAL "):
+            if marker in line:
+                return repr(line.split(marker, 1)[1].split(" ")[0].rstrip(",."))
+    return "an object that is not a tensor"
+
+
+def strip_prefix(state_dict: Dict[str, torch.Tensor], prefix: str = "module.") -> Dict[str, torch.Tensor]:
+    if state_dict and all(k.startswith(prefix) for k in state_dict):
+        return {k[len(prefix):]: v for k, v in state_dict.items()}
+    return state_dict
+
+
+def _is_state_dict(obj) -> bool:
+    return isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def read_state_dict(path_or_state_dict, key: str) -> Dict[str, torch.Tensor]:
+    """The state dict stored under `key` ('gen' / 'audio2lip'), a bare state dict, or safetensors."""
+    source = path_or_state_dict
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if path.is_dir():
+            path = path / WEIGHTS_NAME
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            if not path.is_file():
+                raise CheckpointError(f"checkpoint not found: {path}")
+            source = load_file(str(path))
+        else:
+            source = safe_torch_load(path)
+    if not isinstance(source, dict):
+        raise CheckpointError(f"checkpoint holds a {type(source).__name__}, expected a dict of tensors")
+    if key in source and isinstance(source[key], dict):
+        source = source[key]
+    elif not _is_state_dict(source):
+        found = ", ".join(sorted(k for k in source if isinstance(k, str))[:6])
+        raise CheckpointError(f"checkpoint has no '{key}' weights (top-level keys: {found})")
+    return strip_prefix(dict(source))
+
+
+def describe_kind(state_dict: Dict[str, torch.Tensor]) -> str:
+    """'edtalk', 'lip_pose', 'audio2lip', 'lia', 'discriminator' or 'unknown'."""
+    keys = set(state_dict)
+    if any(k.startswith("audio_encoder.") for k in keys) and "mapping.weight" in keys:
+        return "audio2lip"
+    if "direction_lipnonlip.weight" in keys:
+        return "edtalk" if "direction_exp.weight" in keys else "lip_pose"
+    if "dec.direction.weight" in keys:
+        return "lia"
+    if "final_linear.0.weight" in keys:
+        return "discriminator"
+    return "unknown"
+
+
+WRONG_KIND_HINTS = {
+    "audio2lip": "this is an Audio2Lip checkpoint; pass it with --audio2lip-checkpoint",
+    "edtalk": "this is an EDTalk generator checkpoint; pass it with --checkpoint",
+    "lip_pose": "this is an EDTalk lip-pose generator checkpoint; pass it with --checkpoint",
+    "lia": "this is a LIA checkpoint (training initialisation), not an EDTalk model",
+    "discriminator": "this is a discriminator, not a generator",
+    "unknown": "its keys match no EDTalk model",
+}
+
+
+def check_kind(state_dict, expected: tuple, where: str = "checkpoint") -> str:
+    kind = describe_kind(state_dict)
+    if kind not in expected:
+        raise CheckpointError(f"wrong kind of {where}: {WRONG_KIND_HINTS[kind]}")
+    return kind
+
+
+def load_state_dict_strict(module: torch.nn.Module, state_dict, name: str) -> None:
+    """load_state_dict with a readable summary of missing/unexpected keys and shape mismatches."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [k for k in own if k in state_dict and tuple(own[k].shape) != tuple(state_dict[k].shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if shapes:
+            k = shapes[0]
+            parts.append(f"{len(shapes)} with wrong shape (e.g. {k}: {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)})")
+        raise CheckpointError(f"{name} weights do not match the model: " + "; ".join(parts))
+    module.load_state_dict(state_dict, strict=True)
+
+
+def load_official_audio2lip(path_or_state_dict, device=None):
+    from .config import Audio2LipConfig
+    from .networks.audio2lip import Audio2Lip
+
+    sd = read_state_dict(path_or_state_dict, AUDIO2LIP_KEY)
+    check_kind(sd, ("audio2lip",), "Audio2Lip checkpoint")
+    channels = tuple(int(sd[f"audio_encoder.{i}.conv_block.0.weight"].shape[0]) for i in (0, 3, 6, 9, 11))
+    model = Audio2Lip(Audio2LipConfig(channels=channels, mouth_dim=int(sd["mapping.weight"].shape[0])))
+    load_state_dict_strict(model, sd, "Audio2Lip")
+    return model.to(device or "cpu").eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# Our format: safetensors + JSON config.
+
+def save_pretrained(model: torch.nn.Module, directory) -> Path:
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp = directory / (WEIGHTS_NAME + ".tmp")
+    save_file(tensors, str(tmp), metadata={"format": "pt", "model_type": model.config.model_type})
+    os.replace(tmp, directory / WEIGHTS_NAME)
+    model.config.save(directory / CONFIG_NAME)
+    return directory
+
+
+def load_pretrained(directory, expected: Optional[str] = None, device=None):
+    from safetensors.torch import load_file
+
+    from .config import config_class_for
+
+    directory = Path(directory)
+    cfg_path, weights = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+    if not cfg_path.is_file() or not weights.is_file():
+        raise CheckpointError(f"{directory} is not a saved edtalk model (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
+    data = json.loads(cfg_path.read_text())
+    model_type = data.get("model_type", "edtalk")
+    if expected and model_type != expected:
+        raise CheckpointError(f"{directory} holds a {model_type} model, expected {expected}")
+    config = config_class_for(model_type).from_dict(data)
+    if model_type == "edtalk":
+        from .model import EDTalk as cls
+    elif model_type == "audio2lip":
+        from .networks.audio2lip import Audio2Lip as cls
+    else:
+        from .networks.discriminator import Discriminator as cls
+    model = cls(config)
+    load_state_dict_strict(model, load_file(str(weights)), model_type)
+    return model.to(device or "cpu").eval()

@@ -1,0 +1,205 @@
+"""Building blocks (spec §2.1). Module and parameter names follow the official state dicts, so
+official checkpoints load by key without renaming.
+
+Modulated convolutions modulate the *input* and demodulate the *output* with one shared weight,
+which equals the per-sample weight form of the spec exactly in real arithmetic and lets a batch
+of frames run as one ordinary convolution (the per-sample grouped form is kept for reference in
+`ModulatedConv2d.forward_grouped`).
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .ops import fused_leaky_relu, make_blur_kernel, upfirdn2d
+
+
+class FusedLeakyReLU(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x):
+        return fused_leaky_relu(x, self.bias)
+
+
+class EqualConv2d(nn.Module):
+    """Conv with N(0,1) weights scaled by 1/√(in·k²) at run time."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, padding: int = 0,
+                 bias: bool = True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel_size, kernel_size))
+        self.scale = 1.0 / math.sqrt(in_ch * kernel_size ** 2)
+        self.stride, self.padding = stride, padding
+        self.bias = nn.Parameter(torch.zeros(out_ch)) if bias else None
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight * self.scale, self.bias, stride=self.stride, padding=self.padding)
+
+
+class EqualLinear(nn.Module):
+    """Linear with N(0,1) weights scaled by 1/√in; optional fused lReLU (discriminator only)."""
+
+    def __init__(self, in_dim: int, out_dim: int, bias: bool = True, bias_init: float = 0.0,
+                 activation: bool = False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_dim, in_dim))
+        self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init))) if bias else None
+        self.scale = 1.0 / math.sqrt(in_dim)
+        self.activation = activation
+
+    def forward(self, x):
+        if self.activation:
+            return fused_leaky_relu(F.linear(x, self.weight * self.scale), self.bias)
+        return F.linear(x, self.weight * self.scale, self.bias)
+
+
+class Blur(nn.Module):
+    def __init__(self, pad, upsample_factor: int = 1, taps: Sequence[float] = (1, 3, 3, 1)):
+        super().__init__()
+        self.register_buffer("kernel", make_blur_kernel(taps, upsample_factor))
+        self.pad = tuple(pad)
+
+    def forward(self, x):
+        return upfirdn2d(x, self.kernel, pad=self.pad)
+
+
+class Upsample(nn.Module):
+    """×2 FIR upsampling used by the RGB/flow skips: up 2, pads (2,1), kernel ×4."""
+
+    def __init__(self, factor: int = 2, taps: Sequence[float] = (1, 3, 3, 1)):
+        super().__init__()
+        self.factor = factor
+        self.register_buffer("kernel", make_blur_kernel(taps, factor))
+        p = self.kernel.shape[0] - factor
+        self.pad = ((p + 1) // 2 + factor - 1, p // 2)
+
+    def forward(self, x):
+        return upfirdn2d(x, self.kernel, up=self.factor, pad=self.pad)
+
+
+class ConvLayer(nn.Sequential):
+    """[Blur] → EqualConv2d → [FusedLeakyReLU]; Sequential indices give the official key suffixes."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, downsample: bool = False,
+                 bias: bool = True, activate: bool = True):
+        layers = []
+        if downsample:
+            p = 4 - 2 + (kernel_size - 1)
+            layers.append(Blur(((p + 1) // 2, p // 2)))
+            stride, padding = 2, 0
+        else:
+            stride, padding = 1, kernel_size // 2
+        layers.append(EqualConv2d(in_ch, out_ch, kernel_size, stride, padding, bias=bias and not activate))
+        if activate:
+            layers.append(FusedLeakyReLU(out_ch))
+        super().__init__(*layers)
+
+
+class ResBlock(nn.Module):
+    """Downsampling residual block: (conv2(conv1(x)) + skip(x)) / √2."""
+
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__()
+        self.conv1 = ConvLayer(in_ch, in_ch, 3)
+        self.conv2 = ConvLayer(in_ch, out_ch, 3, downsample=True)
+        self.skip = ConvLayer(in_ch, out_ch, 1, downsample=True, bias=False, activate=False)
+
+    def forward(self, x):
+        return (self.conv2(self.conv1(x)) + self.skip(x)) / math.sqrt(2)
+
+
+class ModulatedConv2d(nn.Module):
+    """Style-modulated conv (spec §2.1). Weight [1,out,in,k,k]; modulation bias starts at 1."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, style_dim: int,
+                 demodulate: bool = True, upsample: bool = False):
+        super().__init__()
+        self.in_ch, self.out_ch, self.kernel_size = in_ch, out_ch, kernel_size
+        self.weight = nn.Parameter(torch.randn(1, out_ch, in_ch, kernel_size, kernel_size))
+        self.upsample = upsample
+        if upsample:
+            p = 4 - 2 - (kernel_size - 1)
+            self.blur = Blur(((p + 1) // 2 + 1, p // 2 + 1), upsample_factor=2)
+        self.modulation = EqualLinear(style_dim, in_ch, bias_init=1.0)
+        self.scale = 1.0 / math.sqrt(in_ch * kernel_size ** 2)
+        self.demodulate = demodulate
+        self.padding = kernel_size // 2
+
+    def styles(self, style):
+        return self.modulation(style)
+
+    def demod_coefficients(self, s):
+        """1/√(Σ_{in,k,k} (W·s·scale)² + 1e-8) per (sample, out channel) → [B,out]."""
+        w2 = (self.weight[0] ** 2).sum(dim=(2, 3))  # [out, in]
+        return torch.rsqrt((s * s) @ w2.t() * (self.scale ** 2) + 1e-8)
+
+    def forward(self, x, style):
+        s = self.styles(style)  # [B_s, in]
+        batch = max(x.shape[0], s.shape[0])
+        x = x * s.view(s.shape[0], -1, 1, 1)
+        weight = self.weight[0] * self.scale
+        if self.upsample:
+            x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2, padding=0)
+        else:
+            x = F.conv2d(x, weight, padding=self.padding)
+        if self.demodulate:
+            x = x * self.demod_coefficients(s).view(s.shape[0], -1, 1, 1)
+        if self.upsample:
+            x = self.blur(x)
+        return x.expand(batch, *x.shape[1:]) if x.shape[0] != batch else x
+
+    def forward_grouped(self, x, style):
+        """The per-sample weight formulation of the spec, for tests of the fast path."""
+        b = x.shape[0]
+        s = self.styles(style).view(b, 1, self.in_ch, 1, 1)
+        weight = self.scale * self.weight * s
+        if self.demodulate:
+            weight = weight * torch.rsqrt(weight.pow(2).sum([2, 3, 4], keepdim=True) + 1e-8)
+        weight = weight.view(b * self.out_ch, self.in_ch, self.kernel_size, self.kernel_size)
+        h, w = x.shape[2:]
+        x = x.reshape(1, b * self.in_ch, h, w)
+        if self.upsample:
+            weight = weight.view(b, self.out_ch, self.in_ch, self.kernel_size, self.kernel_size)
+            weight = weight.transpose(1, 2).reshape(b * self.in_ch, self.out_ch, self.kernel_size, self.kernel_size)
+            out = F.conv_transpose2d(x, weight, stride=2, padding=0, groups=b)
+            out = out.view(b, self.out_ch, *out.shape[2:])
+            return self.blur(out)
+        out = F.conv2d(x, weight, padding=self.padding, groups=b)
+        return out.view(b, self.out_ch, *out.shape[2:])
+
+
+class NoiseInjection(nn.Module):
+    """Loaded for key compatibility; noise is never given, so this is the identity (spec §2.1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return x
+
+
+class StyledConv(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, style_dim: int, upsample: bool = False):
+        super().__init__()
+        self.conv = ModulatedConv2d(in_ch, out_ch, kernel_size, style_dim, demodulate=True, upsample=upsample)
+        self.noise = NoiseInjection()
+        self.activate = FusedLeakyReLU(out_ch)
+
+    def forward(self, x, style):
+        return self.activate(self.noise(self.conv(x, style)))
+
+
+class ConstantInput(nn.Module):
+    def __init__(self, channels: int, size: int = 4):
+        super().__init__()
+        self.input = nn.Parameter(torch.randn(1, channels, size, size))
+
+    def forward(self, batch: int):
+        return self.input.expand(batch, -1, -1, -1)

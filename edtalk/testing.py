@@ -1,0 +1,69 @@
+"""Helpers for tests and benchmarks: the official-parity reference set and random weights.
+
+Random-weight models exist for smoke tests and benchmarks only; they are never results.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Dict, Optional
+
+import torch
+
+PARITY_ENV = "EDTALK_PARITY_DIR"
+
+
+def find_parity_dir(start: Optional[Path] = None) -> Optional[Path]:
+    """`$EDTALK_PARITY_DIR`, else `../shared/reference/official_parity` beside the repository."""
+    env = os.environ.get(PARITY_ENV)
+    if env:
+        return Path(env) if (Path(env) / "reference.pt").is_file() else None
+    here = Path(start or __file__).resolve()
+    for parent in here.parents:
+        cand = parent / "shared" / "reference" / "official_parity"
+        if (cand / "reference.pt").is_file():
+            return cand
+    return None
+
+
+def state_dict_from_recipe(recipe_entries) -> Dict[str, torch.Tensor]:
+    """Rebuild an official-format state dict from a `weights_recipe.json` model entry list."""
+    out = {}
+    for e in recipe_entries:
+        shape, init = tuple(e["shape"]), e["init"]
+        g = torch.Generator().manual_seed(int(e["seed"]))
+        if init == "normal":
+            t = torch.randn(shape, generator=g, dtype=torch.float32) * e["std"] + e["mean"]
+        elif init == "exp_normal":
+            t = torch.exp(torch.randn(shape, generator=g, dtype=torch.float32) * e["std"])
+        elif init == "zeros":
+            t = torch.zeros(shape, dtype=getattr(torch, e["dtype"]))
+        elif init == "value":
+            t = torch.tensor(e["value"], dtype=getattr(torch, e["dtype"]))
+        else:
+            raise ValueError(f"unknown init rule {init!r}")
+        out[e["key"]] = t
+    return out
+
+
+def load_recipe(parity_dir: Path, model: str) -> Dict[str, torch.Tensor]:
+    recipe = json.loads((Path(parity_dir) / "weights_recipe.json").read_text())
+    return state_dict_from_recipe(recipe[model])
+
+
+def official_like_state_dict(model: torch.nn.Module, seed: int = 0, bias_std: float = 0.1) -> Dict[str, torch.Tensor]:
+    """Deterministic synthetic weights in the official style (N(0,1) weights, small biases)."""
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for k, v in model.state_dict().items():
+        if k.endswith("kernel") or not v.is_floating_point():
+            sd[k] = v.clone()
+        elif "running_var" in k:
+            sd[k] = torch.exp(torch.randn(v.shape, generator=g) * 0.1)
+        elif k.endswith("bias") or "running_mean" in k:
+            base = 1.0 if k.endswith("modulation.bias") else 0.0
+            sd[k] = torch.randn(v.shape, generator=g) * bias_std + base
+        else:
+            sd[k] = torch.randn(v.shape, generator=g)
+    return sd
