@@ -85,8 +85,10 @@ def read_state_dict(path_or_state_dict, key: str) -> Dict[str, torch.Tensor]:
             source = safe_torch_load(path)
     if not isinstance(source, dict):
         raise CheckpointError(f"checkpoint holds a {type(source).__name__}, expected a dict of tensors")
-    if key in source and isinstance(source[key], dict):
-        source = source[key]
+    # Fall back to the other known entry so the kind check can say which flag the file belongs to.
+    entry = next((k for k in (key, GENERATOR_KEY, AUDIO2LIP_KEY) if isinstance(source.get(k), dict)), None)
+    if entry is not None:
+        source = source[entry]
     elif not _is_state_dict(source):
         found = ", ".join(sorted(k for k in source if isinstance(k, str))[:6])
         raise CheckpointError(f"checkpoint has no '{key}' weights (top-level keys: {found})")

@@ -130,9 +130,10 @@ class EDTalk(nn.Module):
         offsets = [latent_offset(a, q[name]) for name, a in (("mouth", mouth), ("pose", pose), ("exp", exp))
                    if a is not None]
         d_exp = latent_offset(exp, q["exp"]) if exp is not None else None
-        z = latent.float()
+        # Sum in at least float32 (the official lip-pose model casts to float32 too).
+        z = latent.to(torch.promote_types(latent.dtype, torch.float32))
         for d in offsets:
-            z = z + d.to(z.device)
+            z = z + d.to(device=z.device, dtype=z.dtype)
         z = z.to(latent.dtype)
         return z, (d_exp.to(device=latent.device, dtype=latent.dtype) if d_exp is not None else None)
 

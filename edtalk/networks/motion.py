@@ -35,4 +35,5 @@ def latent_offset(alpha: Optional[torch.Tensor], bases: torch.Tensor) -> Optiona
     """d = Σ_i α_i q_i for α [B,n] and the bank's n columns [D,n] → [B,D]."""
     if alpha is None:
         return None
-    return alpha.to(bases.dtype) @ bases.t()
+    dtype = torch.promote_types(alpha.dtype, bases.dtype)
+    return alpha.to(dtype) @ bases.to(dtype).t()

@@ -1,0 +1,64 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from edtalk.nn.layers import ConvLayer, ModulatedConv2d, Upsample
+from edtalk.nn.ops import fused_leaky_relu, make_blur_kernel, upfirdn2d
+
+
+def naive_upfirdn(x, k, up, down, p0, p1):
+    """Direct loop over the spec's four steps (single channel, numpy)."""
+    h, w = x.shape
+    u = np.zeros((h * up, w * up))
+    u[::up, ::up] = x
+    u = np.pad(u, ((p0, p1), (p0, p1)))
+    kf = k[::-1, ::-1]
+    kh, kw = k.shape
+    out = np.array([[np.sum(u[i:i + kh, j:j + kw] * kf) for j in range(u.shape[1] - kw + 1)]
+                    for i in range(u.shape[0] - kh + 1)])
+    return out[::down, ::down]
+
+
+@pytest.mark.parametrize("up,down,pad", [(1, 1, (2, 2)), (2, 1, (2, 1)), (1, 2, (1, 1)), (1, 1, (1, 1))])
+def test_upfirdn2d_matches_naive(up, down, pad):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 6))
+    k = rng.standard_normal((4, 4))  # asymmetric, so the flip matters
+    out = upfirdn2d(torch.tensor(x)[None, None], torch.tensor(k), up=up, down=down, pad=pad)[0, 0].numpy()
+    np.testing.assert_allclose(out, naive_upfirdn(x, k, up, down, *pad), atol=1e-10)
+
+
+def test_blur_kernel_values():
+    k = make_blur_kernel()
+    assert k[0, 0].item() == pytest.approx(1 / 64) and k[1, 1].item() == pytest.approx(9 / 64)
+    assert make_blur_kernel(upsample_factor=2).sum().item() == pytest.approx(4.0)
+
+
+def test_upsample_doubles_size_and_preserves_constant_interior():
+    x = torch.ones(1, 2, 6, 6)
+    y = Upsample()(x)
+    assert y.shape == (1, 2, 12, 12)
+    assert torch.allclose(y[:, :, 2:-2, 2:-2], torch.ones(1, 2, 8, 8))
+
+
+def test_fused_leaky_relu():
+    x = torch.tensor([[-1.0, 2.0]])
+    out = fused_leaky_relu(x, torch.tensor([0.5, -0.5]))
+    assert torch.allclose(out, torch.tensor([[-0.5 * 0.2, 1.5]]) * math.sqrt(2))
+
+
+def test_downsampling_conv_layer_halves_size():
+    assert ConvLayer(3, 4, 3, downsample=True)(torch.zeros(1, 3, 16, 16)).shape == (1, 4, 8, 8)
+    assert ConvLayer(3, 4, 1, downsample=True, bias=False, activate=False)(torch.zeros(1, 3, 16, 16)).shape == (1, 4, 8, 8)
+
+
+@pytest.mark.parametrize("upsample,demodulate", [(False, True), (True, True), (False, False)])
+def test_modulated_conv_fast_path_equals_grouped_reference(upsample, demodulate):
+    torch.manual_seed(0)
+    conv = ModulatedConv2d(6, 5, 3 if demodulate else 1, 16, demodulate=demodulate, upsample=upsample)
+    x, style = torch.randn(3, 6, 8, 8), torch.randn(3, 16)
+    fast, ref = conv(x, style), conv.forward_grouped(x, style)
+    assert fast.shape == ref.shape == (3, 5, 16 if upsample else 8, 16 if upsample else 8)
+    assert (fast - ref).abs().max() < 1e-4
