@@ -40,6 +40,8 @@ def safe_torch_load(path: Union[str, os.PathLike]) -> dict:
             return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         culprit = _unsafe_global(str(exc))
+        if culprit is None:
+            raise CheckpointError(f"cannot read checkpoint {path}: not a PyTorch checkpoint (corrupt or another format)") from None
         raise CheckpointError(
             f"refusing to load {path}: its pickle references {culprit}, which is not plain data "
             "(loading it could run arbitrary code). Only tensor checkpoints are accepted."
@@ -49,13 +51,16 @@ def safe_torch_load(path: Union[str, os.PathLike]) -> dict:
         raise CheckpointError(f"cannot read checkpoint {path}: {msg}") from None
 
 
-def _unsafe_global(message: str) -> str:
+def _unsafe_global(message: str) -> Optional[str]:
+    """The non-allowlisted global named in torch's weights-only error, or None for other errors."""
     for line in message.splitlines():
         line = line.strip()
-        for marker in ("Unsupported global: GLOBAL ", "Unsupported global: ", "GLOBAL "):
+        for marker in ("Unsupported global: GLOBAL ", "Unsupported global: "):
             if marker in line:
                 return repr(line.split(marker, 1)[1].split(" ")[0].rstrip(",."))
-    return "an object that is not a tensor"
+    if "global" in message.lower() and "unsupported" in message.lower():
+        return "an object that is not a tensor"
+    return None
 
 
 def strip_prefix(state_dict: Dict[str, torch.Tensor], prefix: str = "module.") -> Dict[str, torch.Tensor]:
