@@ -14,6 +14,7 @@ import json
 import os
 import pathlib
 import pickle
+import re
 from pathlib import Path
 from typing import Dict, Optional, Union
 
@@ -53,12 +54,10 @@ def safe_torch_load(path: Union[str, os.PathLike]) -> dict:
 
 def _unsafe_global(message: str) -> Optional[str]:
     """The non-allowlisted global named in torch's weights-only error, or None for other errors."""
-    for line in message.splitlines():
-        line = line.strip()
-        for marker in ("Unsupported global: GLOBAL ", "Unsupported global: "):
-            if marker in line:
-                return repr(line.split(marker, 1)[1].split(" ")[0].rstrip(",."))
-    if "global" in message.lower() and "unsupported" in message.lower():
+    match = re.search(r"GLOBAL ([\w.]+)", message)
+    if match:
+        return repr(match.group(1).rstrip("."))
+    if "global" in message.lower():
         return "an object that is not a tensor"
     return None
 
