@@ -67,3 +67,33 @@ def official_like_state_dict(model: torch.nn.Module, seed: int = 0, bias_std: fl
         else:
             sd[k] = torch.randn(v.shape, generator=g)
     return sd
+
+
+def write_tiny_checkpoints(directory, seed: int = 0) -> Dict[str, Path]:
+    """Random-weight tiny models (64×64) in the official file layout: smoke tests only, never results."""
+    import argparse
+
+    from .config import Audio2LipConfig, EDTalkConfig
+    from .model import EDTalk
+    from .networks.audio2lip import Audio2Lip
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    full = EDTalk(EDTalkConfig.tiny())
+    full_sd = official_like_state_dict(full, seed=seed)
+    lip_pose = EDTalk(EDTalkConfig.tiny(exp_dim=0))
+    # Same mouth/pose weights as the full model, like a stage-2 model grown from stage 1.
+    lip_pose_sd = {k: full_sd[k] for k in lip_pose.state_dict()}
+    a2l = Audio2Lip(Audio2LipConfig.tiny())
+    a2l_sd = official_like_state_dict(a2l, seed=seed + 1, bias_std=0.05)
+    args = argparse.Namespace(note="random tiny weights for tests")
+    paths = {
+        "EDTalk.pt": {"gen": full_sd, "args": args},
+        "EDTalk_lip_pose.pt": {"gen": lip_pose_sd, "args": args},
+        "Audio2Lip.pt": {"audio2lip": a2l_sd, "args": args},
+    }
+    out = {}
+    for name, payload in paths.items():
+        torch.save(payload, directory / name)
+        out[name] = directory / name
+    return out

@@ -126,6 +126,7 @@ def write_video(
         except BrokenPipeError:
             pass
         err = proc.stderr.read().decode(errors="replace")
+        proc.stderr.close()
         if proc.wait() != 0:
             raise EDTalkError(f"ffmpeg failed writing {path}: {err.strip().splitlines()[-1] if err.strip() else 'unknown error'}")
         os.replace(tmp_out, path)

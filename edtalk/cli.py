@@ -1,0 +1,152 @@
+"""`edtalk` command line: argument parsing and wiring only (the work lives in edtalk.pipelines)."""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from typing import List, Optional
+
+from .errors import EDTalkError
+
+GENERATE_EPILOG = """\
+modes (picked from what you give):
+  audio-driven   --source face.png --audio speech.wav [--pose pose.mp4|fixed] [--exp happy|exp.mp4|none]
+  video-driven   --source face.png --lip talking.mp4 [--pose pose.mp4] [--exp exp.mp4|happy]
+  dubbing        --source talking_head.mp4 --audio new_speech.wav      (new lips on an existing video)
+  lip + pose     --source face.png --lip lip.mp4 --pose pose.mp4 --exp none --checkpoint checkpoints/EDTalk_lip_pose.pt
+
+expression (--exp):
+  a preset: angry contempt disgusted fear happy neutral sad surprised (scaled by --exp-intensity),
+  a blend: "happy:0.7+surprised:0.3", a video or image of a face, an .npy of weights [10]/[T,10],
+  or none (keep the source's expression; uses EDTalk_lip_pose.pt when it is in --checkpoint-dir).
+
+length: audio modes give duration x 25 frames; video-driven gives the mouth video's frame count.
+Shorter pose/expression drivers are extended by ping-pong (forward, then backward, ...).
+examples:
+  edtalk generate --source examples/source.png --audio examples/speech.wav --pose examples/pose.mp4 --exp happy --out results/happy.mp4
+"""
+
+
+def _add_generate_args(p: argparse.ArgumentParser) -> None:
+    io = p.add_argument_group("inputs and output")
+    io.add_argument("--source", required=True, help="identity: a face image (or a video, for dubbing)")
+    io.add_argument("--lip", help="video whose mouth motion drives the lips (video-driven mode)")
+    io.add_argument("--audio", help="speech that drives the lips (any format ffmpeg reads); also the output's sound")
+    io.add_argument("--pose", default="fixed", help="video driving head pose, or 'fixed' (the source's pose; default)")
+    io.add_argument("--exp", default=None, help="expression: preset name, blend, video/image, .npy, or none (default)")
+    io.add_argument("--exp-intensity", type=float, default=1.0,
+                    help="preset strength: 0 = neutral, 1 = the preset (default), >1 exaggerates")
+    io.add_argument("--out", default="results/edtalk.mp4", help="output MP4 (default: results/edtalk.mp4)")
+    io.add_argument("--save-frames", metavar="DIR", help="also write every frame as PNG into DIR")
+
+    mdl = p.add_argument_group("checkpoints")
+    mdl.add_argument("--checkpoint", help="generator: EDTalk.pt / EDTalk_lip_pose.pt or a saved edtalk model folder")
+    mdl.add_argument("--audio2lip-checkpoint", help="Audio2Lip.pt (default: <checkpoint-dir>/Audio2Lip.pt)")
+    mdl.add_argument("--checkpoint-dir", default="checkpoints", help="where default checkpoints live (default: checkpoints)")
+
+    pre = p.add_argument_group("preprocessing")
+    pre.add_argument("--no-crop", dest="crop", action="store_false",
+                     help="inputs are already aligned 256x256 face crops: skip face detection")
+    pre.add_argument("--paste-back", action="store_true", help="paste the generated face back into the full frame")
+    pre.add_argument("--face-backend", default="dlib", choices=["dlib", "face_alignment", "mediapipe"],
+                     help="face detector + 68-point landmarks (default: dlib, ships its weights)")
+
+    run = p.add_argument_group("execution")
+    run.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    run.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"], help="fp16/bf16 for GPUs (default fp32)")
+    run.add_argument("--batch-size", type=int, default=8, help="frames rendered per batch (default 8)")
+    run.add_argument("--smoothing", default="edge", choices=["edge", "official", "none"],
+                     help="temporal smoothing of audio mouth weights: edge-padded (default), official zero-padded, none")
+    run.add_argument("--legacy-normalize", action="store_true",
+                     help="official per-clip min-max pixel mapping instead of clamping (contrast varies by clip)")
+    run.add_argument("--parity", action="store_true",
+                     help="reproduce official behaviour: zero-padded smoothing, pose video holds its last frame")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edtalk",
+        description="EDTalk talking-head generation: one face image; mouth, pose and expression each from its own source.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    gen = sub.add_parser("generate", help="make a talking-head video",
+                         description="Make a talking-head video from one face image.",
+                         epilog=GENERATE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_generate_args(gen)
+
+    dl = sub.add_parser("download", help="fetch the released checkpoints into checkpoints/")
+    dl.add_argument("--dest", default="checkpoints", help="target folder (default: checkpoints)")
+    dl.add_argument("--from", dest="from_folder", metavar="FOLDER", help="copy from a local folder instead of downloading")
+    dl.add_argument("--force", action="store_true", help="replace files that are already there")
+
+    sub.add_parser("presets", help="list the expression presets")
+
+    ex = sub.add_parser("examples", help="(re)generate the bundled example inputs")
+    ex.add_argument("--out", default="examples", help="folder (default: examples)")
+    return parser
+
+
+def _cmd_generate(args) -> int:
+    from .pipelines.generate import GenerateOptions, generate
+
+    if args.batch_size < 1:
+        raise EDTalkError("--batch-size must be at least 1")
+    opts = GenerateOptions(
+        source=args.source, out=args.out, lip=args.lip, audio=args.audio, pose=args.pose, exp=args.exp,
+        exp_intensity=args.exp_intensity, checkpoint=args.checkpoint, audio2lip_checkpoint=args.audio2lip_checkpoint,
+        checkpoint_dir=args.checkpoint_dir, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+        crop=args.crop, paste_back=args.paste_back, legacy_normalize=args.legacy_normalize, smoothing=args.smoothing,
+        parity=args.parity, save_frames=args.save_frames, face_backend=args.face_backend, progress=not args.quiet,
+    )
+    result = generate(opts)
+    print(f"wrote {result.path} ({result.num_frames} frames at 25 fps, {result.mode} mode, {result.variant} model)")
+    return 0
+
+
+def _cmd_download(args) -> int:
+    from .hub import download
+
+    download(args.dest, from_folder=args.from_folder, force=args.force)
+    return 0
+
+
+def _cmd_presets(args) -> int:
+    from .presets import EMOTIONS
+
+    print("expression presets: " + " ".join(EMOTIONS))
+    print('blend with e.g. --exp "happy:0.7+surprised:0.3"; scale with --exp-intensity')
+    return 0
+
+
+def _cmd_examples(args) -> int:
+    from .examples import make_examples
+
+    for path in make_examples(args.out):
+        print(path)
+    return 0
+
+
+COMMANDS = {"generate": _cmd_generate, "download": _cmd_download, "presets": _cmd_presets, "examples": _cmd_examples}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        with warnings.catch_warnings():
+            warnings.formatwarning = lambda msg, cat, *a, **k: f"edtalk: warning: {msg}\n"
+            return COMMANDS[args.command](args)
+    except EDTalkError as exc:
+        print(f"edtalk: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edtalk: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

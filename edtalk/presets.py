@@ -1,0 +1,98 @@
+"""The 8 official expression presets (spec §4.4), intensity scaling and blends.
+
+Each preset is the expression weight vector α_e ∈ R^10 the official release ships as
+`predefined_exp_weights/<name>.npy`. Intensity s interpolates from neutral:
+α = α_neutral + s·(α_emo − α_neutral), so s = 1 is the preset and s = 0 is neutral.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import numpy as np
+
+from .errors import InputError
+
+PRESETS: Dict[str, Tuple[float, ...]] = {
+    "angry": (-1.2310930490, 3.7908980846, -1.5007566214, 0.1226600409, -4.0071396828, 3.6911277771,
+              0.6375026703, -0.0693703741, -0.4284539223, -1.2294186354),
+    "contempt": (-0.3130641282, -2.6425628662, 1.5148757696, -4.8300142288, -4.3765354156, 1.0125852823,
+                 -0.2634939849, -3.1123037338, -1.9634505510, 0.0712180734),
+    "disgusted": (-0.4504095614, 1.3312431574, -0.0069811493, -1.6342964172, -4.1862101555, -0.2655317485,
+                  -1.0893082619, 0.3674257994, 2.6649870872, -1.5405502319),
+    "fear": (-2.4976139069, -2.7251939774, -2.1140222549, -3.3182277679, -5.0823082924, 1.3214045763,
+             2.8957922459, -1.2960464954, 1.8680826426, 1.1540186405),
+    "happy": (2.2530171871, -2.5689573288, -1.7016919851, -3.2732691765, 0.8802838922, 5.2869791985,
+              1.0596235991, -1.4815726280, 1.3691145182, -1.7866109610),
+    "neutral": (-3.1408340931, 0.9674415588, 2.4432940483, -0.5256711841, -4.1754770279, 2.7529573441,
+                2.2682709694, 0.0721661747, 0.9215131402, -2.1262929440),
+    "sad": (-4.1286287308, 1.1723645926, -0.0737564266, -3.7019422054, -4.3707599640, 1.1113555431,
+            -1.7180948257, 1.5923467875, -0.0017645061, -2.3149311543),
+    "surprised": (-2.2686994076, -4.2752609253, -0.1265704036, -2.8910832405, -2.7508702278, 1.5720245838,
+                  4.2018322945, -1.1848171949, 2.2110018730, 0.4526675940),
+}
+EMOTIONS: List[str] = sorted(PRESETS)
+
+
+def preset(name: str, intensity: float = 1.0) -> np.ndarray:
+    """α_e [10] float32 for a preset at an intensity (1 = the official preset, 0 = neutral)."""
+    key = name.strip().lower()
+    if key not in PRESETS:
+        raise InputError(f"unknown expression preset {name!r}; choose from {', '.join(EMOTIONS)}")
+    neutral = np.asarray(PRESETS["neutral"], dtype=np.float64)
+    emo = np.asarray(PRESETS[key], dtype=np.float64)
+    return (neutral + float(intensity) * (emo - neutral)).astype(np.float32)
+
+
+def blend(weights: Dict[str, float], intensity: float = 1.0) -> np.ndarray:
+    """Convex combination of presets, e.g. {'happy': 0.7, 'surprised': 0.3} (weights renormalised)."""
+    total = sum(weights.values())
+    if not weights or total <= 0 or any(w < 0 for w in weights.values()):
+        raise InputError("preset blend weights must be non-negative and sum to a positive number")
+    return sum(w / total * preset(n, intensity) for n, w in weights.items()).astype(np.float32)
+
+
+def is_preset_spec(text: str) -> bool:
+    """True for 'happy', 'happy:0.7+sad:0.3' or 'happy+sad' (names must be known presets)."""
+    try:
+        parse_preset_spec(text)
+        return True
+    except InputError:
+        return False
+
+
+def parse_preset_spec(text: str) -> Dict[str, float]:
+    """'happy' → {'happy': 1}; 'happy:0.7+surprised:0.3' → a blend; 'happy+sad' → equal parts."""
+    parts = [p for p in re.split(r"[+,]", text.strip().lower()) if p]
+    if not parts:
+        raise InputError("empty expression preset")
+    out: Dict[str, float] = {}
+    for part in parts:
+        name, _, weight = part.partition(":")
+        name = name.strip()
+        if name not in PRESETS:
+            raise InputError(f"unknown expression preset {name!r}; choose from {', '.join(EMOTIONS)}")
+        try:
+            out[name] = out.get(name, 0.0) + (float(weight) if weight else 1.0)
+        except ValueError:
+            raise InputError(f"bad blend weight in {part!r} (expected name:number)") from None
+    return out
+
+
+def expression_from_spec(text: str, intensity: float = 1.0) -> np.ndarray:
+    weights = parse_preset_spec(text)
+    return blend(weights, intensity) if len(weights) > 1 else preset(next(iter(weights)), intensity)
+
+
+def load_weights_file(path) -> np.ndarray:
+    """An α_e `.npy` file ([10] or [1,10], or per-frame [T,10]) as float32 [T,10]."""
+    path = Path(path)
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read expression weights {path}: {exc}") from None
+    arr = np.asarray(arr, dtype=np.float32).reshape(-1, arr.shape[-1]) if arr.ndim else arr
+    if arr.ndim != 2 or arr.shape[-1] != 10 or len(arr) == 0:
+        raise InputError(f"expression weights {path} must have shape [10], [1,10] or [T,10], got {np.shape(arr)}")
+    return arr
