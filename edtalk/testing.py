@@ -52,8 +52,25 @@ def load_recipe(parity_dir: Path, model: str) -> Dict[str, torch.Tensor]:
     return state_dict_from_recipe(recipe[model])
 
 
+def _init_rule(key: str, tensor: torch.Tensor, bias_std: float):
+    """(mean, std) of the parity recipe's rules: equalised layers N(0,1); plain torch layers
+    1/√fan_in; small flow heads, so random models stay well-behaved."""
+    plain = ".fineadainresblock." in key or key.startswith(("audio_encoder.", "mapping.")) or ".mlp_" in key
+    if key.endswith("modulation.bias"):
+        return 1.0, 0.1
+    if ".to_flows." in key:
+        return 0.0, 0.01 if key.endswith("bias") else 0.05
+    if key.endswith("bias"):
+        return 0.0, (0.02 if plain else bias_std)
+    if key.endswith("conv_block.1.weight"):  # BatchNorm scale
+        return 1.0, 0.1
+    if plain and tensor.dim() >= 2:
+        return 0.0, 1.0 / float(tensor[0].numel()) ** 0.5
+    return 0.0, 1.0
+
+
 def official_like_state_dict(model: torch.nn.Module, seed: int = 0, bias_std: float = 0.1) -> Dict[str, torch.Tensor]:
-    """Deterministic synthetic weights in the official style (N(0,1) weights, small biases)."""
+    """Deterministic synthetic weights following the parity recipe's init rules (not a trained model)."""
     g = torch.Generator().manual_seed(seed)
     sd = {}
     for k, v in model.state_dict().items():
@@ -61,11 +78,11 @@ def official_like_state_dict(model: torch.nn.Module, seed: int = 0, bias_std: fl
             sd[k] = v.clone()
         elif "running_var" in k:
             sd[k] = torch.exp(torch.randn(v.shape, generator=g) * 0.1)
-        elif k.endswith("bias") or "running_mean" in k:
-            base = 1.0 if k.endswith("modulation.bias") else 0.0
-            sd[k] = torch.randn(v.shape, generator=g) * bias_std + base
+        elif "running_mean" in k:
+            sd[k] = torch.randn(v.shape, generator=g) * 0.1
         else:
-            sd[k] = torch.randn(v.shape, generator=g)
+            mean, std = _init_rule(k, v, bias_std)
+            sd[k] = torch.randn(v.shape, generator=g) * std + mean
     return sd
 
 

@@ -118,9 +118,12 @@ class EEM(nn.Module):
             return x
         return x + self.norm2.modulate(normalized, e)
 
-    def forward(self, x, e):
+    def forward(self, x, e, compute_dead_branch: bool = False):
         if e is None:
             return x
+        if compute_dead_branch:
+            # The published call pattern computes this branch and overwrites it (benchmarks only).
+            self.actvn(self.norm1(self.conv1(x), e))
         return self.enhance(x, self.source_term(x), e)
 
     def dead_parameters(self):
@@ -175,7 +178,9 @@ class Synthesis(nn.Module):
         terms = [eem.source_term(f) for eem, f in zip(self.fineadainresblock, feats)] if self.has_eem else None
         return SourceFeatures(feats, terms)
 
-    def forward(self, z: torch.Tensor, feats: Sequence[torch.Tensor], exp_latent: Optional[torch.Tensor] = None):
+    def forward(self, z: torch.Tensor, feats: Sequence[torch.Tensor], exp_latent: Optional[torch.Tensor] = None,
+                compute_dead_branch: bool = False):
+        """`compute_dead_branch` reproduces the official per-frame cost (benchmarks); output is unchanged."""
         if len(feats) != self.levels:
             raise ValueError(f"expected {self.levels} feature maps, got {len(feats)}")
         batch = z.shape[0]
@@ -188,7 +193,10 @@ class Synthesis(nn.Module):
             f = feats[k]
             if self.has_eem and exp_latent is not None:
                 eem = self.fineadainresblock[k]
-                f = eem.enhance(f, terms[k] if terms is not None else eem.source_term(f), exp_latent)
+                if compute_dead_branch:
+                    f = eem(f, exp_latent, compute_dead_branch=True)
+                else:
+                    f = eem.enhance(f, terms[k] if terms is not None else eem.source_term(f), exp_latent)
             warp, x, logits = self.to_flows[k](x, z, f, logits)
             rgb = self.to_rgbs[k](warp, rgb)
         return rgb

@@ -26,9 +26,10 @@ import torch
 
 from .. import audio as audio_lib
 from ..errors import CheckpointError, EDTalkError, InputError
-from ..presets import expression_from_spec, is_preset_spec, load_weights_file
+from ..presets import expression_from_spec, is_preset_spec, load_weights_file, parse_preset_spec
 from .drivers import expression_frame_count, extend_indices
-from .preprocess import PreparedImage, PreparedVideo, is_video_path, prepare_image, prepare_video
+from .preprocess import (IMAGE_EXTS, VIDEO_EXTS, PreparedImage, PreparedVideo, is_video_path, prepare_image,
+                         prepare_video)
 
 DEFAULT_CHECKPOINT_DIR = Path(os.environ.get("EDTALK_CHECKPOINTS", "checkpoints"))
 EDTALK_FILE, LIP_POSE_FILE, AUDIO2LIP_FILE = "EDTalk.pt", "EDTalk_lip_pose.pt", "Audio2Lip.pt"
@@ -136,6 +137,9 @@ def load_models(opts: GenerateOptions, need_audio: bool, device, dtype):
         if not a2l.exists():
             raise missing_checkpoint_error(a2l)
         audio2lip = (Audio2Lip.from_pretrained(a2l) if a2l.is_dir() else Audio2Lip.from_official(a2l)).to(device)
+    model.requires_grad_(False)
+    if audio2lip is not None:
+        audio2lip.requires_grad_(False)
     return model, audio2lip
 
 
@@ -183,7 +187,9 @@ class Generator:
 
     @torch.inference_mode()
     def heads(self, latents: torch.Tensor, parts) -> Dict[str, torch.Tensor]:
-        return {k: v.float() for k, v in self.model.motion_weights(latent=latents, parts=parts).items()}
+        # Weights stay in at least float32 (fp16/bf16 models still get precise α).
+        out = self.model.motion_weights(latent=latents, parts=parts)
+        return {k: v.to(torch.promote_types(v.dtype, torch.float32)) for k, v in out.items()}
 
     @torch.inference_mode()
     def mouth_from_audio(self, wav: np.ndarray, smoothing: str = "edge") -> torch.Tensor:
@@ -261,15 +267,14 @@ def _expression_weights(opts, gen: Generator, videos: _VideoStore, own_exp, leng
         raise CheckpointError("expression driving needs the full EDTalk checkpoint (EDTalk.pt), "
                               "not the lip-pose model; or use --exp none")
     exp = str(opts.exp)
-    if exp.lower().endswith(".npy"):
+    kind = expression_kind(exp)
+    if kind == "npy":
         weights = torch.from_numpy(load_weights_file(exp)).to(model.device)
         return _expand(weights, length)
-    if is_preset_spec(exp):
+    if kind == "preset":
         vec = torch.from_numpy(expression_from_spec(exp, opts.exp_intensity)).to(model.device)
         return vec[None].expand(length, -1)
-    if not Path(exp).exists():
-        raise InputError(f"--exp {exp!r} is neither a file nor a preset (see `edtalk presets`)")
-    if not is_video_path(exp):
+    if kind == "image":
         # A single image drives a constant expression.
         img = prepare_image(exp, model.config.size, crop=opts.crop, backend=opts.face_backend)
         with torch.inference_mode():
@@ -281,6 +286,23 @@ def _expression_weights(opts, gen: Generator, videos: _VideoStore, own_exp, leng
     if opts.exp_intensity != 1.0:
         warnings.warn("--exp-intensity applies to presets only; ignored for an expression video")
     return _expand(weights, length)
+
+
+def expression_kind(exp: Optional[str]) -> str:
+    """'none', 'preset', 'npy', 'video' or 'image'; a clear error for anything else."""
+    if expression_is_none(exp):
+        return "none"
+    if is_preset_spec(str(exp)):
+        return "preset"
+    path = Path(str(exp))
+    if path.is_file() or path.suffix.lower() in VIDEO_EXTS | IMAGE_EXTS | {".npy"}:
+        if not path.is_file():
+            raise InputError(f"--exp {exp!r} is neither a file nor a preset (see `edtalk presets`)")
+        if path.suffix.lower() == ".npy":
+            return "npy"
+        return "video" if is_video_path(path) else "image"
+    parse_preset_spec(str(exp))  # raises a specific error for unknown names / bad weights
+    return "preset"
 
 
 def _pose_weights(opts, gen: Generator, videos: _VideoStore, own_pose, length):
@@ -313,6 +335,7 @@ def generate(opts: GenerateOptions, model=None, audio2lip=None) -> GenerationRes
         audio_lib.check_audio(wav, opts.audio)
     if model is None:
         model, audio2lip = load_models(opts, need_audio=mode in ("audio", "dubbing"), device=device, dtype=dtype)
+    expression_kind(opts.exp)  # validate before any heavy work
     if not expression_is_none(opts.exp) and not model.has_expression:
         raise CheckpointError("expression driving needs the full EDTalk checkpoint (EDTalk.pt), "
                               "not the lip-pose model; or use --exp none")

@@ -1,0 +1,148 @@
+"""Inference benchmark: our batched, cached generation vs the official per-frame call pattern.
+
+The reference path reproduces how the published demos call the generator: one frame at a time,
+the source image re-encoded for every frame, every driver frame encoded, and the EEM's discarded
+first branch computed. Both paths use the same weights and inputs in the same process; outputs
+are compared within the parity tolerance. Audio2Lip (a few MFLOP per frame, identical in both
+paths) is left out: mouth weights are given as the audio path would give them.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from ..model import EDTalk
+from .generate import Drivers, Generator
+from .preprocess import PreparedVideo
+
+
+@dataclass
+class Scenario:
+    name: str
+    description: str
+    variant: str  # 'edtalk' or 'lip_pose'
+    lip: str  # 'audio' or 'video'
+    pose: str  # 'video' or 'fixed'
+    exp: str  # 'preset', 'video' or 'none'
+
+
+SCENARIOS = [
+    Scenario("A-preset", "audio lips, pose video, preset expression", "edtalk", "audio", "video", "preset"),
+    Scenario("A-preset-fixed", "audio lips, fixed pose, preset expression", "edtalk", "audio", "fixed", "preset"),
+    Scenario("A-expvideo", "audio lips, pose video, expression video", "edtalk", "audio", "video", "video"),
+    Scenario("V", "lip, pose and expression videos", "edtalk", "video", "video", "video"),
+    Scenario("lip-pose-A", "lip-pose model, audio lips, pose video", "lip_pose", "audio", "video", "none"),
+    Scenario("lip-pose-V", "lip-pose model, lip and pose videos", "lip_pose", "video", "video", "none"),
+]
+
+
+def synthetic_inputs(frames: int, size: int = 256, seed: int = 0) -> Dict[str, torch.Tensor]:
+    """Smooth random images in [-1,1] (low-frequency noise upsampled) and random weights."""
+    g = torch.Generator().manual_seed(seed)
+
+    def images(n):
+        low = torch.rand(n, 3, size // 16, size // 16, generator=g) * 2 - 1
+        return torch.nn.functional.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
+
+    return {
+        "source": images(1), "lip": images(frames), "pose": images(frames), "exp": images(frames),
+        "mouth": torch.randn(frames, 20, generator=g), "preset": torch.randn(1, 10, generator=g) * 2,
+    }
+
+
+@torch.inference_mode()
+def reference_path(model: EDTalk, sc: Scenario, inp: Dict[str, torch.Tensor]) -> torch.Tensor:
+    """The official call pattern: per frame, re-encode the source and all drivers; dead EEM branch on."""
+    outs = []
+    for i in range(inp["mouth"].shape[0]):
+        latent, feats = model.encode(inp["source"])
+        mouth = inp["mouth"][i:i + 1]
+        if sc.lip == "video":
+            mouth = model.motion_weights(inp["lip"][i:i + 1])["mouth"]
+        pose_latent = latent if sc.pose == "fixed" else model.encode(inp["pose"][i:i + 1])[0]
+        pose = model.motion_weights(latent=pose_latent, parts=("pose",))["pose"]
+        exp = None
+        if sc.exp == "preset":
+            exp = inp["preset"]
+        elif sc.exp == "video":
+            exp = model.motion_weights(inp["exp"][i:i + 1])["exp"]
+        z, d_exp = model.motion_latent(latent, mouth, pose, exp)
+        outs.append(model.dec(z, feats, d_exp, compute_dead_branch=True))
+    return torch.cat(outs)
+
+
+@torch.inference_mode()
+def our_path(model: EDTalk, sc: Scenario, inp: Dict[str, torch.Tensor], batch_size: int) -> torch.Tensor:
+    """What `edtalk generate` does: source once, each driver frame once, batched rendering."""
+    gen = Generator(model, batch_size=batch_size, progress=False)
+    length = inp["mouth"].shape[0]
+    latent, feats = model.encode(inp["source"])
+    mouth = inp["mouth"]
+    if sc.lip == "video":
+        mouth = gen.heads(gen.video_latents(PreparedVideo(inp["lip"], 25.0)), ("mouth",))["mouth"]
+    if sc.pose == "fixed":
+        pose = gen.heads(latent, ("pose",))["pose"].expand(length, -1)
+    else:
+        pose = gen.heads(gen.video_latents(PreparedVideo(inp["pose"], 25.0)), ("pose",))["pose"]
+    exp = None
+    if sc.exp == "preset":
+        exp = inp["preset"].expand(length, -1)
+    elif sc.exp == "video":
+        exp = gen.heads(gen.video_latents(PreparedVideo(inp["exp"], 25.0)), ("exp",))["exp"]
+    frames: List[torch.Tensor] = []
+    gen.render(latent, feats, Drivers(mouth, pose, exp), frames.append)
+    return torch.cat(frames)
+
+
+def count_gflop(fn: Callable[[], torch.Tensor]) -> float:
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return counter.get_total_flops() / 1e9
+
+
+def time_call(fn: Callable[[], torch.Tensor], repeats: int = 1) -> float:
+    fn()  # warm-up (allocator, oneDNN primitive caches)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def run_benchmark(models: Dict[str, EDTalk], frames: int = 8, batch_size: int = 8, repeats: int = 1,
+                  scenarios: Optional[List[str]] = None, log=print) -> List[dict]:
+    rows = []
+    for sc in SCENARIOS:
+        if scenarios and sc.name not in scenarios:
+            continue
+        model = models[sc.variant]
+        size = model.config.size
+        inp = {k: v.to(model.device, model.dtype) if v.is_floating_point() else v
+               for k, v in synthetic_inputs(frames, size).items()}
+        ref = reference_path(model, sc, inp)
+        ours = our_path(model, sc, inp, batch_size)
+        diff = (ours.float() - ref.float()).abs()
+        gf_ref = count_gflop(lambda: reference_path(model, sc, {**inp, "mouth": inp["mouth"][:1]}))
+        gf_ours = count_gflop(lambda: our_path(model, sc, inp, batch_size)) / frames
+        t_ref = time_call(lambda: reference_path(model, sc, inp), repeats) / frames
+        t_ours = time_call(lambda: our_path(model, sc, inp, batch_size), repeats) / frames
+        row = dict(mode=sc.name, description=sc.description, ref_ms=1e3 * t_ref, ours_ms=1e3 * t_ours,
+                   speedup=t_ref / t_ours, ref_gflop=gf_ref, ours_gflop=gf_ours,
+                   max_diff=diff.max().item(), mean_diff=diff.mean().item())
+        rows.append(row)
+        log(format_row(row))
+    return rows
+
+
+HEADER = "| mode | drivers | reference ms/frame | ours ms/frame | speed-up | reference GFLOP/frame | ours GFLOP/frame | max abs diff |"
+
+
+def format_row(r: dict) -> str:
+    return (f"| {r['mode']} | {r['description']} | {r['ref_ms']:.0f} | {r['ours_ms']:.0f} | {r['speedup']:.2f}x | "
+            f"{r['ref_gflop']:.1f} | {r['ours_gflop']:.1f} | {r['max_diff']:.1e} |")
