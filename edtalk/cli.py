@@ -54,7 +54,8 @@ def _add_generate_args(p: argparse.ArgumentParser) -> None:
     run = p.add_argument_group("execution")
     run.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     run.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"], help="fp16/bf16 for GPUs (default fp32)")
-    run.add_argument("--batch-size", type=int, default=8, help="frames rendered per batch (default 8)")
+    run.add_argument("--batch-size", type=int, default=None,
+                     help="frames rendered per batch (default: 1 on CPU, where it is fastest; 8 on GPU)")
     run.add_argument("--smoothing", default="edge", choices=["edge", "official", "none"],
                      help="temporal smoothing of audio mouth weights: edge-padded (default), official zero-padded, none")
     run.add_argument("--legacy-normalize", action="store_true",
@@ -90,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_generate(args) -> int:
     from .pipelines.generate import GenerateOptions, generate
 
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise EDTalkError("--batch-size must be at least 1")
     opts = GenerateOptions(
         source=args.source, out=args.out, lip=args.lip, audio=args.audio, pose=args.pose, exp=args.exp,

@@ -146,8 +146,7 @@ class EDTalk(nn.Module):
         z, d_exp = self.motion_latent(latent, mouth, pose, exp)
         batch = max(t.shape[0] for t in (z, mouth, pose, exp) if t is not None)
         z = z.expand(batch, -1) if z.shape[0] != batch else z
-        if d_exp is not None and d_exp.shape[0] != batch:
-            d_exp = d_exp.expand(batch, -1)
+        # A batch-1 expression stays batch 1: the decoder then enhances the source features once.
         return self.dec(z, feats, d_exp)
 
     def forward(self, source: torch.Tensor, driver: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ def build(config: EDTalkConfig, device, dtype) -> EDTalk:
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=16)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=None, help="default: 1 on CPU, 8 on GPU (as edtalk generate)")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
@@ -40,10 +40,12 @@ def main():
     make = EDTalkConfig.tiny if args.tiny else EDTalkConfig
     models = {"edtalk": build(make(), device, dtype), "lip_pose": build(make(exp_dim=0), device, dtype)}
     print(f"# device={device} dtype={args.dtype} threads={torch.get_num_threads()} frames={args.frames} "
-          f"batch={args.batch_size} torch={torch.__version__} cpu={platform.processor() or platform.machine()}")
+          f"batch={args.batch_size or 'auto'} torch={torch.__version__} cpu={platform.processor() or platform.machine()}")
     print(HEADER)
     print("|---|---|---:|---:|---:|---:|---:|---:|")
-    run_benchmark(models, args.frames, args.batch_size, args.repeats, args.modes)
+    from edtalk.pipelines.generate import default_batch_size
+
+    run_benchmark(models, args.frames, args.batch_size or default_batch_size(device), args.repeats, args.modes)
 
 
 if __name__ == "__main__":

@@ -9,13 +9,36 @@ of frames run as one ordinary convolution (the per-sample grouped form is kept f
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ops import fused_leaky_relu, make_blur_kernel, upfirdn2d
+from .ops import SQRT2, fused_leaky_relu, make_blur_kernel, upfirdn2d
+
+_FAST_INFERENCE = True
+
+
+@contextmanager
+def reference_ops():
+    """Run the layers exactly as written in the spec (no folded gains, no fused weights).
+
+    Used by the benchmark's reference path and by tests that compare the two paths.
+    """
+    global _FAST_INFERENCE
+    previous, _FAST_INFERENCE = _FAST_INFERENCE, False
+    try:
+        yield
+    finally:
+        _FAST_INFERENCE = previous
+
+
+def fast_inference() -> bool:
+    """Inference-only rewrites (folded √2 gains and biases, in-place activations) are allowed:
+    no autograd is recording and `reference_ops()` is not active."""
+    return _FAST_INFERENCE and not torch.is_grad_enabled()
 
 
 class FusedLeakyReLU(nn.Module):
@@ -100,6 +123,25 @@ class ConvLayer(nn.Sequential):
             layers.append(FusedLeakyReLU(out_ch))
         super().__init__(*layers)
 
+    def forward(self, x, gain: float = 1.0):
+        """`gain` scales the output; folded into the weights on the fast path (lReLU is
+        positively homogeneous, so gain·√2·lrelu(y+b) = lrelu(gain·√2·(y+b)))."""
+        if not fast_inference():
+            for layer in self:
+                x = layer(x)
+            return x * gain if gain != 1.0 else x
+        layers = list(self)
+        if isinstance(layers[0], Blur):
+            x = layers[0](x)
+            layers = layers[1:]
+        conv = layers[0]
+        if len(layers) == 1:  # no activation
+            bias = conv.bias * gain if conv.bias is not None else None
+            return F.conv2d(x, conv.weight * (conv.scale * gain), bias, conv.stride, conv.padding)
+        g = gain * SQRT2
+        y = F.conv2d(x, conv.weight * (conv.scale * g), layers[1].bias.view(-1) * g, conv.stride, conv.padding)
+        return F.leaky_relu_(y, 0.2)
+
 
 class ResBlock(nn.Module):
     """Downsampling residual block: (conv2(conv1(x)) + skip(x)) / √2."""
@@ -111,6 +153,9 @@ class ResBlock(nn.Module):
         self.skip = ConvLayer(in_ch, out_ch, 1, downsample=True, bias=False, activate=False)
 
     def forward(self, x):
+        if fast_inference():
+            inv = 1 / math.sqrt(2)
+            return self.conv2(self.conv1(x), gain=inv).add_(self.skip(x, gain=inv))
         return (self.conv2(self.conv1(x)) + self.skip(x)) / math.sqrt(2)
 
 
@@ -139,8 +184,29 @@ class ModulatedConv2d(nn.Module):
         w2 = (self.weight[0] ** 2).sum(dim=(2, 3))  # [out, in]
         return torch.rsqrt((s * s) @ w2.t() * (self.scale ** 2) + 1e-8)
 
+    def fused_weight(self, s, gain: float = 1.0):
+        """Per-sample weight W·s·scale (·demod)·gain for one style s [1,in] → [out,in,k,k]."""
+        w = self.weight[0] * (s.view(1, -1, 1, 1) * self.scale)
+        if self.demodulate:
+            w = w * torch.rsqrt(w.pow(2).sum(dim=(1, 2, 3), keepdim=True) + 1e-8)
+        return w * gain if gain != 1.0 else w
+
+    def forward_single_style(self, x, s, bias=None, gain: float = 1.0):
+        """One style for the whole batch: a single convolution with the modulated weight."""
+        w = self.fused_weight(s, gain)
+        if self.upsample:
+            y = F.conv_transpose2d(x, w.transpose(0, 1), stride=2, padding=0)
+            kernel = torch.flip(self.blur.kernel, (0, 1)).to(y.dtype)[None, None].expand(y.shape[1], 1, -1, -1)
+            return F.conv2d(y, kernel, bias, padding=self.blur.pad[0], groups=y.shape[1])
+        return F.conv2d(x, w, bias, padding=self.padding)
+
     def forward(self, x, style):
-        s = self.styles(style)  # [B_s, in]
+        return self.forward_styles(x, self.styles(style))
+
+    def forward_styles(self, x, s):
+        """Modulated conv for styles s [B_s, in] (after the modulation layer)."""
+        if fast_inference() and s.shape[0] == 1:
+            return self.forward_single_style(x, s)
         batch = max(x.shape[0], s.shape[0])
         x = x * s.view(s.shape[0], -1, 1, 1)
         weight = self.weight[0] * self.scale
@@ -193,6 +259,13 @@ class StyledConv(nn.Module):
         self.activate = FusedLeakyReLU(out_ch)
 
     def forward(self, x, style):
+        if fast_inference():
+            s = self.conv.styles(style)
+            if s.shape[0] == 1:  # fold bias and √2 into the one modulated conv
+                y = self.conv.forward_single_style(x, s, self.activate.bias.view(-1) * SQRT2, SQRT2)
+                return F.leaky_relu_(y, 0.2)
+            y = self.conv.forward_styles(x, s)
+            return F.leaky_relu_(y.add_(self.activate.bias), 0.2).mul_(SQRT2)
         return self.activate(self.noise(self.conv(x, style)))
 
 

@@ -31,12 +31,16 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
         x = F.pad(x, (0, up - 1, 0, 0, 0, up - 1))
         x = x.reshape(b, c, h * up, w * up)
     p0, p1 = pad
-    x = F.pad(x, (max(p0, 0), max(p1, 0), max(p0, 0), max(p1, 0)))
-    if p0 < 0 or p1 < 0:
-        x = x[:, :, max(-p0, 0): x.shape[2] - max(-p1, 0), max(-p0, 0): x.shape[3] - max(-p1, 0)]
     weight = torch.flip(kernel, (0, 1)).to(dtype=x.dtype, device=x.device)
     weight = weight[None, None].expand(c, 1, *kernel.shape)
-    x = F.conv2d(x, weight, groups=c)
+    if p0 == p1 >= 0:
+        # Symmetric zero padding is the convolution's own padding: no padded copy.
+        x = F.conv2d(x, weight, padding=p0, groups=c)
+    else:
+        x = F.pad(x, (max(p0, 0), max(p1, 0), max(p0, 0), max(p1, 0)))
+        if p0 < 0 or p1 < 0:
+            x = x[:, :, max(-p0, 0): x.shape[2] - max(-p1, 0), max(-p0, 0): x.shape[3] - max(-p1, 0)]
+        x = F.conv2d(x, weight, groups=c)
     if down > 1:
         x = x[:, :, ::down, ::down]
     return x

@@ -16,6 +16,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..model import EDTalk
+from ..nn.layers import reference_ops
 from .generate import Drivers, Generator
 from .preprocess import PreparedVideo
 
@@ -56,7 +57,13 @@ def synthetic_inputs(frames: int, size: int = 256, seed: int = 0) -> Dict[str, t
 
 @torch.inference_mode()
 def reference_path(model: EDTalk, sc: Scenario, inp: Dict[str, torch.Tensor]) -> torch.Tensor:
-    """The official call pattern: per frame, re-encode the source and all drivers; dead EEM branch on."""
+    """The official call pattern: per frame, re-encode the source and all drivers; dead EEM branch on;
+    layers computed as written in the spec (weights modulated per sample, separate bias/activation/gain)."""
+    with reference_ops():
+        return _reference_frames(model, sc, inp)
+
+
+def _reference_frames(model, sc, inp):
     outs = []
     for i in range(inp["mouth"].shape[0]):
         latent, feats = model.encode(inp["source"])
@@ -94,7 +101,7 @@ def our_path(model: EDTalk, sc: Scenario, inp: Dict[str, torch.Tensor], batch_si
     elif sc.exp == "video":
         exp = gen.heads(gen.video_latents(PreparedVideo(inp["exp"], 25.0)), ("exp",))["exp"]
     frames: List[torch.Tensor] = []
-    gen.render(latent, feats, Drivers(mouth, pose, exp), frames.append)
+    gen.render(latent, feats, Drivers(mouth, pose, exp, exp_constant=sc.exp == "preset"), frames.append)
     return torch.cat(frames)
 
 

@@ -51,7 +51,7 @@ class GenerateOptions:
     checkpoint_dir: str = str(DEFAULT_CHECKPOINT_DIR)
     device: str = "auto"
     dtype: str = "fp32"
-    batch_size: int = 8
+    batch_size: Optional[int] = None  # None: 1 on CPU (fastest there), 8 on GPUs
     crop: bool = True
     paste_back: bool = False
     legacy_normalize: bool = False
@@ -69,6 +69,7 @@ class Drivers:
     mouth: torch.Tensor
     pose: Optional[torch.Tensor]
     exp: Optional[torch.Tensor]
+    exp_constant: bool = False  # one expression for every frame (presets, source's own)
 
     def __len__(self):
         return self.mouth.shape[0]
@@ -92,6 +93,11 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise InputError("--device mps was requested but MPS is not available")
     return device
+
+
+def default_batch_size(device) -> int:
+    """CPU: one frame at a time keeps activations in cache (batching measured slower on 2 cores)."""
+    return 1 if torch.device(device).type == "cpu" else 8
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -153,7 +159,6 @@ class Generator:
         self.audio2lip = audio2lip.eval() if audio2lip is not None else None
         self.batch_size = max(1, int(batch_size))
         self.progress = progress
-        self._latent_cache: Dict[int, torch.Tensor] = {}
 
     @property
     def device(self):
@@ -177,13 +182,12 @@ class Generator:
 
     @torch.inference_mode()
     def video_latents(self, video: PreparedVideo) -> torch.Tensor:
-        """Encoder latents of every frame of a driver video, computed once per video."""
-        key = id(video)
-        if key not in self._latent_cache:
+        """Encoder latents of every frame of a driver video, computed once per video (kept on it)."""
+        if video.latents is None:
             frames = video.tensor
             out = [self.model.encode(self.to_model(frames[sl]))[0] for sl in self.batches(len(frames), "encoding driver")]
-            self._latent_cache[key] = torch.cat(out)
-        return self._latent_cache[key]
+            video.latents = torch.cat(out)
+        return video.latents
 
     @torch.inference_mode()
     def heads(self, latents: torch.Tensor, parts) -> Dict[str, torch.Tensor]:
@@ -206,7 +210,9 @@ class Generator:
         """Render all frames of one source in batches; `on_frames` receives float frames [b,3,H,W]."""
         feats = self.model.prepare_source(feats)
         for sl in self.batches(len(drivers), desc):
-            exp = drivers.exp[sl] if drivers.exp is not None else None
+            exp = None
+            if drivers.exp is not None:
+                exp = drivers.exp[:1] if drivers.exp_constant else drivers.exp[sl]
             pose = drivers.pose[sl] if drivers.pose is not None else None
             on_frames(self.model.render(latent, feats, drivers.mouth[sl], pose, exp))
 
@@ -339,7 +345,7 @@ def generate(opts: GenerateOptions, model=None, audio2lip=None) -> GenerationRes
     if not expression_is_none(opts.exp) and not model.has_expression:
         raise CheckpointError("expression driving needs the full EDTalk checkpoint (EDTalk.pt), "
                               "not the lip-pose model; or use --exp none")
-    gen = Generator(model, audio2lip, opts.batch_size, opts.progress)
+    gen = Generator(model, audio2lip, opts.batch_size or default_batch_size(model.device), opts.progress)
     size = model.config.size
     videos = _VideoStore(size, opts)
     smoothing = "official" if opts.parity else opts.smoothing
@@ -378,6 +384,7 @@ def generate(opts: GenerateOptions, model=None, audio2lip=None) -> GenerationRes
             pose=_pose_weights(opts, gen, videos, own["pose"], length),
             exp=_expression_weights(opts, gen, videos, own.get("exp"), length),
         )
+        drivers.exp_constant = drivers.exp is not None and bool((drivers.exp == drivers.exp[:1]).all())
         gen.render(latent, feats, drivers, collect)
         paste_target = source
 

@@ -80,6 +80,7 @@ class PreparedVideo:
     original: Optional[np.ndarray] = None  # full frames at 25 fps (for paste-back)
     crop: Any = None
     info: dict = field(default_factory=dict)
+    latents: Optional[torch.Tensor] = field(default=None, repr=False)  # encoder latents, filled once
 
     def __len__(self):
         return self.tensor.shape[0]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from edtalk.nn.layers import ConvLayer, ModulatedConv2d, Upsample
+from edtalk.nn.layers import ConvLayer, ModulatedConv2d, ResBlock, StyledConv, Upsample, reference_ops
 from edtalk.nn.ops import fused_leaky_relu, make_blur_kernel, upfirdn2d
 
 
@@ -62,3 +62,35 @@ def test_modulated_conv_fast_path_equals_grouped_reference(upsample, demodulate)
     fast, ref = conv(x, style), conv.forward_grouped(x, style)
     assert fast.shape == ref.shape == (3, 5, 16 if upsample else 8, 16 if upsample else 8)
     assert (fast - ref).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("style_batch", [1, 3])
+@pytest.mark.parametrize("upsample", [False, True])
+def test_styled_conv_fast_inference_equals_reference_ops(style_batch, upsample):
+    torch.manual_seed(1)
+    layer = StyledConv(6, 5, 3, 16, upsample=upsample)
+    torch.nn.init.normal_(layer.activate.bias, std=0.3)
+    x, style = torch.randn(3, 6, 8, 8), torch.randn(style_batch, 16)
+    with torch.no_grad():
+        fast = layer(x, style)
+        with reference_ops():
+            ref = layer(x, style)
+    assert (fast - ref).abs().max() < 1e-5
+    assert ref.abs().mean() > 0.1
+
+
+def test_conv_and_res_blocks_fast_inference_equal_reference_ops():
+    torch.manual_seed(2)
+    block, conv = ResBlock(4, 6), ConvLayer(4, 6, 3)
+    for m in (block, conv):
+        for p in m.parameters():
+            torch.nn.init.normal_(p, std=0.5)
+    x = torch.randn(2, 4, 16, 16)
+    with torch.no_grad():
+        fast = (block(x), conv(x))
+        with reference_ops():
+            ref = (block(x), conv(x))
+    for f, r in zip(fast, ref):
+        assert (f - r).abs().max() < 1e-5
+    # With autograd on, the reference path runs (and gradients flow).
+    assert block(x.requires_grad_()).sum().backward() is None and x.grad is not None
