@@ -102,6 +102,11 @@ class EDTalk(nn.Module):
         self._check_images(images)
         return self.enc(images)
 
+    def encode_latent(self, images: torch.Tensor) -> torch.Tensor:
+        """Only the latent wa [B,latent] (drivers need no feature maps)."""
+        self._check_images(images)
+        return self.enc.latent(images)
+
     def motion_weights(self, images: Optional[torch.Tensor] = None, latent: Optional[torch.Tensor] = None,
                        parts: Sequence[str] = ("mouth", "pose", "exp")) -> Dict[str, torch.Tensor]:
         """Navigation weights α for driver frames (or for precomputed latents).
@@ -110,7 +115,7 @@ class EDTalk(nn.Module):
         which heads run.
         """
         if latent is None:
-            latent = self.encode(images)[0]
+            latent = self.encode_latent(images)
         shared = self.fc(latent)
         heads = {"mouth": self.lip_fc, "pose": self.pose_fc}
         if self.has_expression:

@@ -7,7 +7,7 @@ from typing import List, Tuple
 import torch
 from torch import nn
 
-from ..nn.layers import ConvLayer, EqualConv2d, ResBlock
+from ..nn.layers import ConvLayer, EqualConv2d, ResBlock, fast_inference
 
 
 class EncoderApp(nn.Module):
@@ -25,14 +25,19 @@ class EncoderApp(nn.Module):
         convs.append(EqualConv2d(in_ch, latent_dim, 4, padding=0, bias=False))
         self.convs = nn.ModuleList(convs)
 
-    def forward(self, x) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+    def forward(self, x, with_feats: bool = True) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        if fast_inference() and x.device.type == "cpu":
+            # oneDNN convolutions run ~20% faster on channels-last activations.
+            x = x.contiguous(memory_format=torch.channels_last)
         outputs = []
         for conv in self.convs:
             x = conv(x)
             outputs.append(x)
         latent = outputs[-1].flatten(1)
+        if not with_feats:
+            return latent, []
         # Features at 8×8 .. size×size, coarsest first; the 4×4 map feeds only the latent.
-        feats = outputs[:-2][::-1]
+        feats = [f.contiguous() for f in outputs[:-2][::-1]]
         return latent, feats
 
 
@@ -45,4 +50,4 @@ class Encoder(nn.Module):
         return self.net_app(x)
 
     def latent(self, x) -> torch.Tensor:
-        return self.net_app(x)[0]
+        return self.net_app(x, with_feats=False)[0]

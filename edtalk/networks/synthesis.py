@@ -41,7 +41,9 @@ class ToFlow(nn.Module):
             self.upsample = Upsample()
         self.conv = ModulatedConv2d(in_ch, 3, 1, style_dim, demodulate=False)
 
-    def forward(self, x, style, feat, logits_prev=None):
+    def forward(self, x, style, feat, logits_prev=None, need_next: bool = True):
+        """(warp, next activation = warp + x·(1−mask), logits); `need_next=False` skips the blend
+        (the last level's activation feeds nothing)."""
         logits = self.conv(x, style) + self.bias
         if logits_prev is not None:
             logits = logits + self.upsample(logits_prev)
@@ -50,8 +52,12 @@ class ToFlow(nn.Module):
         mask = torch.sigmoid(logits[:, 2:3])
         feat = batch_broadcast(feat, batch)
         # align_corners=False on a linspace grid is what the published model does (spec §2.5).
-        warp = F.grid_sample(feat, grid, mode="bilinear", padding_mode="zeros", align_corners=False) * mask
-        return warp, warp + x * (1 - mask), logits
+        warp = F.grid_sample(feat, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        if torch.is_grad_enabled():
+            warp = warp * mask
+            return warp, (warp + x * (1 - mask) if need_next else None), logits
+        warp.mul_(mask)
+        return warp, (torch.addcmul(warp, x, 1 - mask) if need_next else None), logits
 
 
 class ToRGB(nn.Module):
@@ -217,6 +223,6 @@ class Synthesis(nn.Module):
         for k in range(self.levels):
             x = self.convs[2 * k](x, z)
             x = self.convs[2 * k + 1](x, z)
-            warp, x, logits = self.to_flows[k](x, z, maps[k], logits)
+            warp, x, logits = self.to_flows[k](x, z, maps[k], logits, need_next=k + 1 < self.levels)
             rgb = self.to_rgbs[k](warp, rgb)
         return rgb

@@ -184,12 +184,27 @@ class ModulatedConv2d(nn.Module):
         w2 = (self.weight[0] ** 2).sum(dim=(2, 3))  # [out, in]
         return torch.rsqrt((s * s) @ w2.t() * (self.scale ** 2) + 1e-8)
 
+    def weight_energy(self) -> torch.Tensor:
+        """Σ_{k,k} W² per (out, in) [out,in]; cached while the weight is unchanged (inference)."""
+        key = (self.weight.data_ptr(), self.weight._version, self.weight.dtype, self.weight.device)
+        cached = getattr(self, "_energy_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, (self.weight[0].detach() ** 2).sum(dim=(2, 3)))
+            self._energy_cache = cached
+        return cached[1]
+
     def fused_weight(self, s, gain: float = 1.0):
-        """Per-sample weight W·s·scale (·demod)·gain for one style s [1,in] → [out,in,k,k]."""
-        w = self.weight[0] * (s.view(1, -1, 1, 1) * self.scale)
+        """Per-sample weight W·s·scale (·demod)·gain for one style s [1,in] → [out,in,k,k].
+
+        The per-(out,in) factor is built first (small), so the big weight is touched once.
+        """
+        s = s.view(1, -1) * self.scale
         if self.demodulate:
-            w = w * torch.rsqrt(w.pow(2).sum(dim=(1, 2, 3), keepdim=True) + 1e-8)
-        return w * gain if gain != 1.0 else w
+            demod = torch.rsqrt((s * s) @ self.weight_energy().t() + 1e-8)  # [1,out]
+            factor = demod.t() * s * gain  # [out,in]
+        else:
+            factor = s.expand(self.out_ch, -1) * gain
+        return self.weight[0] * factor[:, :, None, None]
 
     def forward_single_style(self, x, s, bias=None, gain: float = 1.0):
         """One style for the whole batch: a single convolution with the modulated weight."""

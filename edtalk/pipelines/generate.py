@@ -185,7 +185,7 @@ class Generator:
         """Encoder latents of every frame of a driver video, computed once per video (kept on it)."""
         if video.latents is None:
             frames = video.tensor
-            out = [self.model.encode(self.to_model(frames[sl]))[0] for sl in self.batches(len(frames), "encoding driver")]
+            out = [self.model.encode_latent(self.to_model(frames[sl])) for sl in self.batches(len(frames), "encoding driver")]
             video.latents = torch.cat(out)
         return video.latents
 
