@@ -220,6 +220,8 @@ class ModulatedConv2d(nn.Module):
 
     def forward_styles(self, x, s):
         """Modulated conv for styles s [B_s, in] (after the modulation layer)."""
+        if not _FAST_INFERENCE:
+            return self.forward_grouped(x, s, styles_given=True)
         if fast_inference() and s.shape[0] == 1:
             return self.forward_single_style(x, s)
         batch = max(x.shape[0], s.shape[0])
@@ -235,10 +237,11 @@ class ModulatedConv2d(nn.Module):
             x = self.blur(x)
         return x.expand(batch, *x.shape[1:]) if x.shape[0] != batch else x
 
-    def forward_grouped(self, x, style):
-        """The per-sample weight formulation of the spec, for tests of the fast path."""
-        b = x.shape[0]
-        s = self.styles(style).view(b, 1, self.in_ch, 1, 1)
+    def forward_grouped(self, x, style, styles_given: bool = False):
+        """The per-sample weight formulation of the spec (reference path)."""
+        s = style if styles_given else self.styles(style)
+        b = max(x.shape[0], s.shape[0])
+        x, s = x.expand(b, *x.shape[1:]), s.expand(b, -1).reshape(b, 1, self.in_ch, 1, 1)
         weight = self.scale * self.weight * s
         if self.demodulate:
             weight = weight * torch.rsqrt(weight.pow(2).sum([2, 3, 4], keepdim=True) + 1e-8)

@@ -52,3 +52,4 @@ def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor, negative_slope: float 
     if bias.dim() == 1 and x.dim() > 2:
         bias = bias.view(1, -1, *([1] * (x.dim() - 2)))
     return F.leaky_relu(x + bias, negative_slope) * scale
+
