@@ -92,7 +92,7 @@ def find_face(image: np.ndarray, landmarker: FaceLandmarker, detect_max_side: Op
                                 "use a frontal, well-lit face at least ~50 px wide, or disable cropping")
     best = max(boxes, key=box_area)
     if len(boxes) > 1:
-        warnings.warn(f"{len(boxes)} faces found in {what}; using the largest", stacklevel=3)
+        warnings.warn(f"{len(boxes)} faces found in {what}; using the largest", stacklevel=4)
     return tuple(v * back for v in best[:4]) + (best[4],)
 
 
