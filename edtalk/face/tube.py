@@ -176,7 +176,7 @@ def face_tube(frames: np.ndarray, landmarker: Union[str, FaceLandmarker, None] =
         size: output side; crops are PIL-bicubic resized from the box.
         detect_every: detect on every k-th frame (and the last); boxes are interpolated between.
         max_side: frames are downscaled to this max side for detection.
-        upsample: dlib pyramid upsampling; None = 0, retried at 1 if no face is found.
+        upsample: dlib pyramid upsampling; None = 0, or 1 when probe frames show no face at 0.
         pad_mode: "constant" (zeros) or "edge" for box parts outside the frame.
         box_scale: (sx, sy) applied to raw detector boxes; default per backend (BOX_SCALE).
 
@@ -187,9 +187,9 @@ def face_tube(frames: np.ndarray, landmarker: Union[str, FaceLandmarker, None] =
     if pad_mode not in ("constant", "edge"):
         raise InputError(f"pad_mode must be 'constant' or 'edge', got {pad_mode!r}")
     backend = get_landmarker(landmarker or "dlib")
-    detections = detect_frames(frames, backend, detect_every, max_side, 0 if upsample is None else upsample)
-    if upsample is None and backend.name == "dlib" and not any(d for d in detections if d):
-        detections = detect_frames(frames, backend, detect_every, max_side, 1)  # small faces
+    if upsample is None and backend.name == "dlib":
+        upsample = _pick_upsample(frames, backend, max_side)
+    detections = detect_frames(frames, backend, detect_every, max_side, upsample)
     tubes = track_faces(detections, max_gap=max_gap)
     if not tubes:
         raise FaceNotFoundError(f"no face found in any of the {len(frames)} video frames; "
@@ -216,6 +216,17 @@ def face_tube(frames: np.ndarray, landmarker: Union[str, FaceLandmarker, None] =
     params = TubeCrop(matrix=matrix, size=int(size), frame_shape=tuple(frames.shape[1:3]), box=box,
                       track=track, start=tube.start, end=tube.end)
     return crops, params
+
+
+def _pick_upsample(frames: np.ndarray, backend: FaceLandmarker, max_side: int, probes: int = 5) -> int:
+    """dlib upsampling for a clip: 0 (fast, faces ≳80 px after downscaling) unless none of a few
+    evenly spaced frames shows a face that way, then 1 (faces ≳40 px)."""
+    idx = np.unique(np.linspace(0, len(frames) - 1, min(probes, len(frames))).round().astype(int))
+    for i in idx:
+        small, _ = _downscale(frames[i], max_side)
+        if backend.detect(small, upsample=0):
+            return 0
+    return 1
 
 
 def resize_crops(crops: Sequence[np.ndarray], size: int) -> np.ndarray:
