@@ -137,16 +137,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    previous_format = warnings.formatwarning
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"edtalk: warning: {msg}\n"
     try:
-        with warnings.catch_warnings():
-            warnings.formatwarning = lambda msg, cat, *a, **k: f"edtalk: warning: {msg}\n"
-            return COMMANDS[args.command](args)
+        return COMMANDS[args.command](args)
     except EDTalkError as exc:
         print(f"edtalk: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("edtalk: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = previous_format
 
 
 if __name__ == "__main__":
