@@ -123,8 +123,8 @@ def _cmd_presets(args) -> int:
 def _cmd_examples(args) -> int:
     from .examples import make_examples
 
-    for path in make_examples(args.out):
-        print(path)
+    for name, value in make_examples(args.out).items():
+        print(f"{name}: {value}")
     return 0
 
 
