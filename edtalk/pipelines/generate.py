@@ -251,10 +251,12 @@ class _VideoStore:
     def __init__(self, size: int, opts: GenerateOptions):
         self.size, self.opts, self.cache = size, opts, {}
 
-    def get(self, path: str) -> PreparedVideo:
+    def get(self, path: str, keep_original: bool = False) -> PreparedVideo:
+        """`keep_original` keeps the full frames (only a dubbed source needs them, for paste-back)."""
         key = str(Path(path).resolve())
         if key not in self.cache:
-            self.cache[key] = prepare_video(path, self.size, crop=self.opts.crop, backend=self.opts.face_backend)
+            self.cache[key] = prepare_video(path, self.size, crop=self.opts.crop, backend=self.opts.face_backend,
+                                            keep_original=keep_original)
         return self.cache[key]
 
 
@@ -362,7 +364,7 @@ def generate(opts: GenerateOptions, model=None, audio2lip=None) -> GenerationRes
     if mode == "dubbing":
         length = audio_lib.frame_count(len(wav))
         mouth = gen.mouth_from_audio(wav, smoothing)
-        source_video = videos.get(opts.source)
+        source_video = videos.get(opts.source, keep_original=opts.paste_back)
         _dub(opts, gen, source_video, mouth, collect)
         paste_target = source_video
     else:

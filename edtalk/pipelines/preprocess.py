@@ -108,7 +108,7 @@ def prepare_image(path_or_array, size: int, crop: bool = True, backend: str = "d
     return PreparedImage(image_to_tensor(image_for_model, size), image, params)
 
 
-def prepare_video(path, size: int, crop: bool = True, backend: str = "dlib", keep_original: bool = True) -> PreparedVideo:
+def prepare_video(path, size: int, crop: bool = True, backend: str = "dlib", keep_original: bool = False) -> PreparedVideo:
     """Decode, crop a stable face tube, resample to 25 fps, scale to the model size."""
     frames, fps = read_video(path)
     frames = resample_fps(frames, fps, FPS)

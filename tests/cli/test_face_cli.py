@@ -55,3 +55,14 @@ def test_several_faces_take_the_largest_with_a_warning(tiny_ckpts, media, photos
     with pytest.warns(UserWarning, match="faces found in the image; using the largest"):
         assert run(tiny_ckpts, "--source", photos / "two.png", "--audio", media["speech"], "--out", out) == 0
     assert out.is_file()
+
+
+def test_dubbing_with_face_tube_and_paste_back(tiny_ckpts, media, tmp_path):
+    from pathlib import Path
+
+    clip = Path(__file__).resolve().parents[2] / "examples" / "pose.mp4"
+    original, _ = read_video(clip)
+    out = tmp_path / "dub.mp4"
+    assert run(tiny_ckpts, "--source", clip, "--audio", media["speech"], "--paste-back", "--out", out) == 0
+    frames, _ = read_video(out)
+    assert frames.shape == (32,) + original.shape[1:]
