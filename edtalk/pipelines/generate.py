@@ -33,6 +33,7 @@ from .preprocess import (IMAGE_EXTS, VIDEO_EXTS, PreparedImage, PreparedVideo, i
 
 DEFAULT_CHECKPOINT_DIR = Path(os.environ.get("EDTALK_CHECKPOINTS", "checkpoints"))
 EDTALK_FILE, LIP_POSE_FILE, AUDIO2LIP_FILE = "EDTalk.pt", "EDTalk_lip_pose.pt", "Audio2Lip.pt"
+AUDIO_BATCH = 256  # mel windows per Audio2Lip call (a small network: large batches are cheap)
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
           "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 
@@ -171,14 +172,15 @@ class Generator:
     def to_model(self, images: torch.Tensor) -> torch.Tensor:
         return images.to(device=self.device, dtype=self.dtype)
 
-    def batches(self, n: int, desc: str):
-        starts = range(0, n, self.batch_size)
-        if self.progress and n > self.batch_size:
+    def batches(self, n: int, desc: str, size: Optional[int] = None):
+        size = size or self.batch_size
+        starts = range(0, n, size)
+        if self.progress and n > size:
             from tqdm.auto import tqdm
 
             starts = tqdm(starts, desc=desc, unit="batch", leave=False)
         for s in starts:
-            yield slice(s, min(n, s + self.batch_size))
+            yield slice(s, min(n, s + size))
 
     @torch.inference_mode()
     def video_latents(self, video: PreparedVideo) -> torch.Tensor:
@@ -201,7 +203,7 @@ class Generator:
             raise CheckpointError("audio-driven generation needs an Audio2Lip checkpoint")
         mels = audio_lib.mel_windows(wav)
         param = next(self.audio2lip.parameters())
-        out = torch.cat([self.audio2lip(mels[sl].to(param.device, param.dtype)) for sl in self.batches(len(mels), "audio")])
+        out = torch.cat([self.audio2lip(mels[sl].to(param.device, param.dtype)) for sl in self.batches(len(mels), "audio", AUDIO_BATCH)])
         return audio_lib.smooth(out.float(), mode=None if smoothing == "none" else smoothing)
 
     @torch.inference_mode()
