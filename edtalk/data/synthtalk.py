@@ -1,0 +1,585 @@
+"""SynthTalk: procedural talking-head clips whose mouth, pose and expression are known.
+
+Real datasets and released weights are not on every machine, yet every training stage and
+metric must be exercised.  SynthTalk writes MEAD-style and HDTF-style trees in the exact layout of
+:mod:`edtalk.data.layout` (25 fps MP4 with AAC audio, 16 kHz WAV with T·640 samples, 68-point
+landmarks drawn through the same transform as the pixels, face boxes, mel windows) plus the
+ground truth of every frame in ``factors/<name>.npz``, so "disentangled" becomes a number
+(:mod:`edtalk.eval.disentangle`).
+
+Factors (per frame; ranges are hard limits):
+
+- mouth [T,3]: ``open`` [0,1] (jaw drop), ``width`` [-1,1] (spread/narrow), ``round`` [0,1]
+  (pucker).  A syllable process: targets held 2–7 frames, short closures between syllables,
+  pauses of 4–12 frames with the mouth closed, then Gaussian smoothing (σ 1.2 frames).
+- pose [T,6]: ``yaw``, ``pitch``, ``roll`` (radians), ``tx``, ``ty`` (fraction of the frame),
+  ``scale``: a clip-level offset plus smooth noise (σ 12 frames).
+- expression [T,6]: ``brow_raise`` [-1,1], ``brow_furrow`` [0,1], ``eyelid`` [-1,1] (wide +, squint
+  −), ``cheek`` [0,1], ``corner_curve`` [-1,1] (smile +, frown −), ``corner_asym`` [0,1] (one-sided
+  smile, contempt): level/3 × :data:`EMOTION_VECTORS`[emotion] plus smooth jitter (std 0.08).
+  HDTF-style videos have no label: a weak random emotion mixture that drifts.
+- blink [T] [0,1]: 1 = closed; one blink every 1.6–4.8 s.
+
+Mouth, pose and expression are drawn from independent random streams, so across clips they are
+statistically independent (identity too): a perfect extractor has no leakage to explain away.
+
+Audio follows the mouth: loudness ∝ opening, F1 rises with opening, F2 with width and falls with
+rounding (:func:`edtalk.data.synthtalk_render.synthesize_audio`), so audio→lip is learnable.
+
+Library::
+
+    from edtalk.data import synthtalk
+    clip = synthtalk.make_clip(synthtalk.sample_identity(rng), 50, size=64, rng=rng, emotion="happy", level=3)
+    synthtalk.generate(out_dir, kind="both", size=64, seed=0)     # → {"mead": TreeReport, "hdtf": ...}
+    truth, groups, names = synthtalk.load_factors(out_dir / "mead")
+
+CLI::
+
+    python -m edtalk.data.synthtalk --out DIR [--kind mead|hdtf|both] [--size 64] [--seed 0]
+        [--speakers 2] [--emotions all] [--levels 1,2,3] [--clips-per 1] [--frames 32|25-50]
+        [--videos 2] [--seconds 7] [--no-mel] [--overwrite] [--quiet]
+
+Trees go to ``DIR/mead`` and ``DIR/hdtf``.  Same seed and options ⇒ identical bytes (one clip's
+content depends only on the seed and its own speaker/emotion/level/index, not on the other
+options).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import sys
+import time
+import warnings
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from edtalk.data import layout
+from edtalk.data.synthtalk_render import (Identity, identity_landmarks, render_frames, sample_identity,
+                                          synthesize_audio)
+from edtalk.errors import EDTalkError, InputError
+
+__all__ = [
+    "EMOTION_VECTORS", "LEVEL_SCALE", "MOUTH_NAMES", "POSE_NAMES", "EXPRESSION_NAMES", "Identity",
+    "sample_identity", "sample_mouth", "sample_pose", "sample_expression", "sample_blinks", "sample_factors",
+    "render_frames", "synthesize_audio", "face_boxes", "make_clip", "write_clip", "generate_mead",
+    "generate_hdtf", "generate", "load_factors", "main",
+]
+
+VERSION = 1
+MOUTH_NAMES = ("open", "width", "round")
+POSE_NAMES = ("yaw", "pitch", "roll", "tx", "ty", "scale")
+EXPRESSION_NAMES = ("brow_raise", "brow_furrow", "eyelid", "cheek", "corner_curve", "corner_asym")
+EXPRESSION_LOW = np.array([-1.0, 0.0, -1.0, 0.0, -1.0, 0.0])
+EXPRESSION_HIGH = np.ones(6)
+POSE_LOW = np.array([-0.4, -0.3, -0.25, -0.08, -0.08, 0.85])
+POSE_HIGH = np.array([0.4, 0.3, 0.25, 0.08, 0.08, 1.15])
+
+EMOTION_VECTORS = {
+    "angry": (-0.3, 1.0, 0.3, 0.0, -0.5, 0.0),
+    "contempt": (0.0, 0.2, -0.2, 0.0, 0.0, 1.0),
+    "disgusted": (-0.2, 0.7, -0.5, 0.7, -0.7, 0.0),
+    "fear": (0.8, 0.6, 0.8, 0.0, -0.4, 0.0),
+    "happy": (0.1, 0.0, -0.3, 1.0, 1.0, 0.0),
+    "neutral": (0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
+    "sad": (0.5, 0.5, -0.4, 0.0, -0.9, 0.0),
+    "surprised": (1.0, 0.0, 1.0, 0.0, 0.0, 0.0),
+}
+EMOTION_VECTORS = {k: np.array(v) for k, v in EMOTION_VECTORS.items()}
+LEVEL_SCALE = {1: 1.0 / 3.0, 2: 2.0 / 3.0, 3: 1.0}
+_KIND_CODE = {"mead": 1, "hdtf": 2}
+
+
+# --------------------------------------------------------------------------- factor sampling
+
+
+def _smooth_noise(rng: np.random.Generator, T: int, dims: int, sigma: float) -> np.ndarray:
+    """Unit-variance Gaussian-smoothed white noise [T,dims] (σ in frames)."""
+    pad = int(4 * sigma) + 1
+    x = rng.standard_normal((T + 2 * pad, dims))
+    y = gaussian_filter1d(x, sigma, axis=0, mode="nearest")[pad:pad + T]
+    return y * np.sqrt(2.0 * np.sqrt(np.pi) * sigma)  # theoretical std of smoothed unit noise
+
+
+def sample_mouth(rng: np.random.Generator, T: int) -> np.ndarray:
+    """[T,3] open/width/round from a syllable process (see the module doc)."""
+    target = np.zeros((T + 16, 3))
+    t = 0
+    while t < T + 16:
+        if rng.random() < 0.18:  # pause, mouth closed
+            d = int(rng.integers(4, 13))
+            target[t:t + d] = (0.0, rng.uniform(-0.3, 0.3), rng.uniform(0.0, 0.3))
+        else:
+            d = int(rng.integers(2, 8))
+            target[t:t + d] = (rng.uniform(0.15, 1.0), rng.uniform(-1.0, 1.0), rng.uniform(0.0, 1.0))
+            if rng.random() < 0.5:  # consonant closure
+                c = int(rng.integers(1, 3))
+                target[t + d:t + d + c, 0] = rng.uniform(0.0, 0.1)
+                target[t + d:t + d + c, 1:] = target[t:t + 1, 1:]
+                d += c
+        t += d
+    mouth = gaussian_filter1d(target, 1.2, axis=0, mode="nearest")[8:8 + T]
+    return np.clip(mouth, [0.0, -1.0, 0.0], [1.0, 1.0, 1.0])
+
+
+def sample_pose(rng: np.random.Generator, T: int) -> np.ndarray:
+    """[T,6] yaw, pitch, roll, tx, ty, scale: clip offset + smooth drift."""
+    offset = rng.uniform([-0.2, -0.12, -0.1, -0.03, -0.03, 0.92], [0.2, 0.12, 0.1, 0.03, 0.03, 1.08])
+    amp = np.array([0.12, 0.08, 0.06, 0.015, 0.015, 0.02])
+    return np.clip(offset + amp * _smooth_noise(rng, T, 6, 12.0), POSE_LOW, POSE_HIGH)
+
+
+def sample_expression(rng: np.random.Generator, T: int, emotion: Optional[str] = None,
+                      level: Optional[int] = None) -> np.ndarray:
+    """[T,6] expression: emotion vector × level/3 + smooth jitter; None = unlabelled drift (HDTF)."""
+    if emotion is None:
+        name = layout.EMOTIONS[int(rng.integers(len(layout.EMOTIONS)))]
+        base = EMOTION_VECTORS[name] * rng.uniform(0.0, 0.5)
+        drift = 0.15 * _smooth_noise(rng, T, 6, 40.0)
+    else:
+        if emotion not in EMOTION_VECTORS:
+            raise InputError(f"unknown emotion {emotion!r}; expected one of {', '.join(layout.EMOTIONS)}")
+        if level not in LEVEL_SCALE:
+            raise InputError(f"level must be 1, 2 or 3, got {level!r}")
+        base = EMOTION_VECTORS[emotion] * LEVEL_SCALE[level]
+        drift = 0.0
+    jitter = 0.08 * _smooth_noise(rng, T, 6, 6.0)
+    return np.clip(base + drift + jitter, EXPRESSION_LOW, EXPRESSION_HIGH)
+
+
+_BLINK_PROFILE = np.array([0.3, 0.8, 1.0, 0.8, 0.4, 0.1])
+
+
+def sample_blinks(rng: np.random.Generator, T: int) -> np.ndarray:
+    """[T] eyelid closure in [0,1]; a blink lasts 6 frames, one every 40–120 frames."""
+    blink = np.zeros(T)
+    t = int(rng.integers(5, 60))
+    while t < T:
+        seg = _BLINK_PROFILE[: T - t]
+        blink[t:t + len(seg)] = np.maximum(blink[t:t + len(seg)], seg)
+        t += int(rng.integers(40, 121))
+    return blink
+
+
+def sample_factors(rng: np.random.Generator, T: int, emotion: Optional[str] = None,
+                   level: Optional[int] = None) -> dict:
+    """All per-frame factors of one clip; every group from its own child stream (independent)."""
+    r_mouth, r_pose, r_exp, r_blink = rng.spawn(4)
+    return {
+        "mouth": sample_mouth(r_mouth, T).astype(np.float32),
+        "pose": sample_pose(r_pose, T).astype(np.float32),
+        "expression": sample_expression(r_exp, T, emotion, level).astype(np.float32),
+        "blink": sample_blinks(r_blink, T).astype(np.float32),
+    }
+
+
+# --------------------------------------------------------------------------- clips
+
+
+def face_boxes(landmarks: np.ndarray, size: int) -> np.ndarray:
+    """[T,4] int64 x1,y1,x2,y2 face boxes from pixel landmarks [T,68,2] (S3FD-like extent).
+
+    x: landmark extent padded by 5 % of the width; y: from a quarter of the brow-to-chin height
+    above the brows to 3 % below the chin; clipped to [0, size].
+    """
+    x_min, x_max = landmarks[..., 0].min(1), landmarks[..., 0].max(1)
+    brow = landmarks[:, 17:27, 1].min(1)
+    chin = landmarks[..., 1].max(1)
+    pad = 0.05 * (x_max - x_min)
+    h = chin - brow
+    box = np.stack([x_min - pad, brow - 0.25 * h, x_max + pad, chin + 0.03 * h], 1)
+    box = np.clip(np.round(box), 0, size).astype(np.int64)
+    box[:, 2] = np.maximum(box[:, 2], box[:, 0] + 1)
+    box[:, 3] = np.maximum(box[:, 3], box[:, 1] + 1)
+    return box
+
+
+def make_clip(ident: Identity, num_frames: int, size: int = 64, rng: Optional[np.random.Generator] = None,
+              emotion: Optional[str] = None, level: Optional[int] = None, factors: Optional[dict] = None) -> dict:
+    """Render one clip: {'frames' uint8 [T,S,S,3], 'audio' float32 [T·640], 'landmarks' float32
+    [T,68,2], 'bbox' int64 [T,4], 'factors' {mouth, pose, expression, blink}}.
+
+    `factors` overrides sampling (used by swap tests); otherwise drawn from `rng`.
+    """
+    if num_frames < 1:
+        raise InputError(f"a clip needs at least one frame, got {num_frames}")
+    if size < 16:
+        raise InputError(f"size must be at least 16 pixels, got {size}")
+    rng = rng if rng is not None else np.random.default_rng(0)
+    r_factors, r_audio = rng.spawn(2)
+    if factors is None:
+        factors = sample_factors(r_factors, num_frames, emotion, level)
+    t0 = time.perf_counter()
+    frames, landmarks = render_frames(ident, factors["mouth"], factors["pose"], factors["expression"],
+                                      factors["blink"], size=size)
+    t1 = time.perf_counter()
+    audio = synthesize_audio(factors["mouth"], ident, r_audio)
+    t2 = time.perf_counter()
+    return {"frames": frames, "audio": audio, "landmarks": landmarks, "bbox": face_boxes(landmarks, size),
+            "factors": factors, "timing": {"render_s": t1 - t0, "audio_s": t2 - t1}}
+
+
+def _save_npz(path: Path, arrays: dict) -> None:
+    """np.savez with fixed zip timestamps (byte-reproducible), written atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+        for key in sorted(arrays):
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.asarray(arrays[key]), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, buf.getvalue())
+    os.replace(tmp, path)
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        np.save(fh, array, allow_pickle=False)
+    os.replace(tmp, path)
+
+
+def _mel_fn():
+    try:
+        from edtalk.audio import mel_windows
+    except ImportError:  # the audio front end is optional for SynthTalk
+        return None
+    return mel_windows
+
+
+def write_clip(root: Path, name: str, clip: dict, meta: dict, mel: bool = True) -> None:
+    """Write one clip's video, audio and side files under `root` (folders must exist)."""
+    import soundfile as sf
+
+    from edtalk.video import write_video
+
+    paths = layout.clip_paths(root, name)
+    wav_tmp = paths["audio"].with_name(paths["audio"].name + ".tmp.wav")
+    sf.write(str(wav_tmp), clip["audio"], layout.SAMPLE_RATE, subtype="PCM_16")
+    os.replace(wav_tmp, paths["audio"])
+    write_video(paths["video"], clip["frames"], fps=layout.FPS, audio=paths["audio"])
+    _save_npy(paths["landmark"], clip["landmarks"].astype(np.float32))
+    _save_npy(paths["bbox"], clip["bbox"].astype(np.int64))
+    if mel:
+        mel_windows = _mel_fn()
+        if mel_windows is not None:
+            m = mel_windows(str(paths["audio"]))[:, 0].numpy().astype(np.float32)
+            _save_npy(paths["mel"], m)
+    f = clip["factors"]
+    _save_npz(paths["factors"], {
+        **{k: f[k] for k in layout.FACTOR_FRAME_KEYS},
+        "mouth_names": np.array(MOUTH_NAMES), "pose_names": np.array(POSE_NAMES),
+        "expression_names": np.array(EXPRESSION_NAMES),
+        **{k: np.asarray(v) for k, v in meta.items()},
+    })
+
+
+# --------------------------------------------------------------------------- trees
+
+
+def _prepare_root(root: Path, overwrite: bool, mel: bool) -> None:
+    if root.exists() and any(root.iterdir()):
+        if not overwrite:
+            raise InputError(f"{root} is not empty; pass overwrite=True (--overwrite) to replace it")
+        if not (root / "synthtalk.json").is_file():
+            raise InputError(f"{root} is not empty and was not written by SynthTalk; refusing to delete it")
+        shutil.rmtree(root)
+    parts = list(layout.REQUIRED_DIRS) + ["factors"] + (["mel"] if mel else [])
+    for part in parts:
+        (root / part).mkdir(parents=True, exist_ok=True)
+
+
+def _frames_range(frames) -> tuple:
+    if isinstance(frames, int):
+        return frames, frames
+    if isinstance(frames, str):
+        lo, _, hi = frames.partition("-")
+        lo, hi = int(lo), int(hi or lo)
+    else:
+        lo, hi = int(frames[0]), int(frames[1])
+    if lo < 1 or hi < lo:
+        raise InputError(f"bad frame count {frames!r}: use N or LO-HI with 1 ≤ LO ≤ HI")
+    return lo, hi
+
+
+def _split_groups(groups: Sequence[str], test_fraction: float) -> set:
+    n_test = int(np.ceil(len(groups) * test_fraction)) if len(groups) >= 2 else 0
+    n_test = min(n_test, len(groups) - 1)
+    return set(groups[len(groups) - n_test:]) if n_test > 0 else set()
+
+
+def _progress(total: int, desc: str, quiet: bool):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        tqdm = None
+    if quiet or tqdm is None:
+        class _Null:
+            def update(self, n=1): ...
+            def close(self): ...
+        return _Null()
+    return tqdm(total=total, desc=desc, unit="clip", leave=False, dynamic_ncols=True)
+
+
+class _Writer:
+    """Writes clips on one background thread so ffmpeg/mel overlap the next clip's rendering."""
+
+    def __init__(self, root: Path, mel: bool, bar):
+        self.root, self.mel, self.bar = root, mel, bar
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.pending = []
+
+    def submit(self, name, clip, meta):
+        if len(self.pending) >= 2:
+            self.pending.pop(0).result()
+        fut = self.pool.submit(write_clip, self.root, name, clip, meta, self.mel)
+        fut.add_done_callback(lambda _: self.bar.update(1))
+        self.pending.append(fut)
+
+    def close(self):
+        try:
+            for fut in self.pending:
+                fut.result()
+        finally:
+            self.pool.shutdown(wait=True)
+            self.bar.close()
+
+
+def _write_manifest(root: Path, info: dict) -> None:
+    (root / "synthtalk.json").write_text(json.dumps(info, indent=1, sort_keys=True))
+
+
+def _definitions() -> dict:
+    return {"mouth": list(MOUTH_NAMES), "pose": list(POSE_NAMES), "expression": list(EXPRESSION_NAMES),
+            "emotion_vectors": {k: v.tolist() for k, v in EMOTION_VECTORS.items()},
+            "level_scale": {str(k): v for k, v in LEVEL_SCALE.items()}}
+
+
+def _speaker_id(k: int) -> str:
+    return f"{'M' if k % 2 == 0 else 'W'}{101 + k:03d}"
+
+
+def generate_mead(out: os.PathLike, speakers: int = 2, emotions: Sequence[str] = layout.EMOTIONS,
+                  levels: Sequence[int] = layout.LEVELS, clips_per: int = 1, frames=32, size: int = 64,
+                  seed: int = 0, mel: bool = True, test_fraction: float = 0.25, overwrite: bool = False,
+                  neutral_levels: bool = False, validate: bool = True, quiet: bool = True, stats: Optional[dict] = None):
+    """Write a MEAD-style tree (``<speaker>#<emotion>#level_<k>#<nnn>``) at `out`.
+
+    Neutral only at level 1 like MEAD unless `neutral_levels`.  Speakers M101, W102, …; the last
+    ceil(N·test_fraction) speakers are the test split.  Returns the :class:`layout.TreeReport`
+    (validated with media checks when `validate`), else None.
+    """
+    root = Path(out)
+    if speakers < 1 or clips_per < 1:
+        raise InputError("need at least one speaker and one clip per emotion/level")
+    for e in emotions:
+        if e not in EMOTION_VECTORS:
+            raise InputError(f"unknown emotion {e!r}; expected one of {', '.join(layout.EMOTIONS)}")
+    for lv in levels:
+        if lv not in LEVEL_SCALE:
+            raise InputError(f"level must be 1, 2 or 3, got {lv!r}")
+    lo, hi = _frames_range(frames)
+    mel = mel and _mel_fn() is not None
+    _prepare_root(root, overwrite, mel)
+    jobs = []
+    for spk in range(speakers):
+        for e in emotions:
+            for lv in levels:
+                if e == "neutral" and lv != 1 and not neutral_levels:
+                    continue
+                for k in range(clips_per):
+                    jobs.append((spk, e, lv, k))
+    names_by_speaker: dict = {}
+    stats = stats if stats is not None else {}
+    bar = _progress(len(jobs), "SynthTalk MEAD", quiet)
+    writer = _Writer(root, mel, bar)
+    try:
+        idents = {}
+        for spk, e, lv, k in jobs:
+            if spk not in idents:
+                idents[spk] = sample_identity(np.random.default_rng([seed, 1, spk, 0]))
+            rng = np.random.default_rng([seed, 1, spk, 1 + layout.EMOTIONS.index(e), lv, k])
+            T = int(rng.integers(lo, hi + 1))
+            clip = make_clip(idents[spk], T, size, rng, emotion=e, level=lv)
+            for key, val in clip.pop("timing").items():
+                stats[key] = stats.get(key, 0.0) + val
+            stats["frames"] = stats.get("frames", 0) + T
+            name = layout.format_mead_name(_speaker_id(spk), e, lv, k + 1)
+            names_by_speaker.setdefault(_speaker_id(spk), []).append(name)
+            writer.submit(name, clip, {"emotion": e, "level": lv, "speaker": _speaker_id(spk),
+                                       "identity": idents[spk].vector(), "start_frame": 0, "size": size,
+                                       "seed": seed})
+    finally:
+        writer.close()
+    test_speakers = _split_groups(list(names_by_speaker), test_fraction)
+    layout.write_split(root, "train", [n for s, ns in names_by_speaker.items() if s not in test_speakers for n in ns])
+    layout.write_split(root, "test", [n for s, ns in names_by_speaker.items() if s in test_speakers for n in ns])
+    _write_manifest(root, {"generator": "synthtalk", "version": VERSION, "kind": "mead", "seed": seed, "size": size,
+                           "speakers": speakers, "emotions": list(emotions), "levels": list(levels),
+                           "clips_per": clips_per, "frames": [lo, hi], "mel": mel,
+                           "test_speakers": sorted(test_speakers), "factors": _definitions()})
+    return layout.validate_tree(root, "mead", check_media=True) if validate else None
+
+
+def generate_hdtf(out: os.PathLike, videos: int = 2, seconds: float = 7.0, size: int = 64, seed: int = 0,
+                  mel: bool = True, test_fraction: float = 0.25, overwrite: bool = False, validate: bool = True,
+                  quiet: bool = True, stats: Optional[dict] = None):
+    """Write an HDTF-style tree: each video (SYN_Person<k>_000) is cut into 5 s clips ``<video>#<k>``
+    (125 frames, the short tail kept).  The last ceil(V·test_fraction) videos are the test split."""
+    root = Path(out)
+    if videos < 1 or seconds <= 0:
+        raise InputError("need at least one video of positive length")
+    total = int(round(seconds * layout.FPS))
+    mel = mel and _mel_fn() is not None
+    _prepare_root(root, overwrite, mel)
+    n_clips = -(-total // layout.HDTF_CLIP_FRAMES)
+    stats = stats if stats is not None else {}
+    bar = _progress(videos * n_clips, "SynthTalk HDTF", quiet)
+    writer = _Writer(root, mel, bar)
+    names_by_video: dict = {}
+    try:
+        for v in range(videos):
+            video = f"SYN_Person{v:03d}_000"
+            ident = sample_identity(np.random.default_rng([seed, 2, v, 0]))
+            full = make_clip(ident, total, size, np.random.default_rng([seed, 2, v, 1]))
+            for key, val in full.pop("timing").items():
+                stats[key] = stats.get(key, 0.0) + val
+            stats["frames"] = stats.get("frames", 0) + total
+            for c in range(n_clips):
+                a, b = c * layout.HDTF_CLIP_FRAMES, min(total, (c + 1) * layout.HDTF_CLIP_FRAMES)
+                clip = {"frames": full["frames"][a:b], "landmarks": full["landmarks"][a:b], "bbox": full["bbox"][a:b],
+                        "audio": full["audio"][a * layout.SAMPLES_PER_FRAME:b * layout.SAMPLES_PER_FRAME],
+                        "factors": {k: x[a:b] for k, x in full["factors"].items()}}
+                name = layout.format_hdtf_name(video, c + 1)
+                names_by_video.setdefault(video, []).append(name)
+                writer.submit(name, clip, {"emotion": "", "level": 0, "speaker": video, "identity": ident.vector(),
+                                           "start_frame": a, "size": size, "seed": seed})
+    finally:
+        writer.close()
+    test_videos = _split_groups(list(names_by_video), test_fraction)
+    layout.write_split(root, "train", [n for s, ns in names_by_video.items() if s not in test_videos for n in ns])
+    layout.write_split(root, "test", [n for s, ns in names_by_video.items() if s in test_videos for n in ns])
+    _write_manifest(root, {"generator": "synthtalk", "version": VERSION, "kind": "hdtf", "seed": seed, "size": size,
+                           "videos": videos, "seconds": seconds, "mel": mel, "test_videos": sorted(test_videos),
+                           "factors": _definitions()})
+    return layout.validate_tree(root, "hdtf", check_media=True) if validate else None
+
+
+def generate(out: os.PathLike, kind: str = "both", **kwargs) -> dict:
+    """Write ``out/mead`` and/or ``out/hdtf``; kwargs go to :func:`generate_mead` / :func:`generate_hdtf`
+    (``speakers, emotions, levels, clips_per, frames, neutral_levels`` → MEAD only; ``videos, seconds`` →
+    HDTF only; the rest to both).  Returns {kind: TreeReport or None}."""
+    if kind not in ("mead", "hdtf", "both"):
+        raise InputError(f"kind must be mead, hdtf or both, got {kind!r}")
+    mead_only = {"speakers", "emotions", "levels", "clips_per", "frames", "neutral_levels"}
+    hdtf_only = {"videos", "seconds"}
+    out = Path(out)
+    reports = {}
+    if kind in ("mead", "both"):
+        reports["mead"] = generate_mead(out / "mead", **{k: v for k, v in kwargs.items() if k not in hdtf_only})
+    if kind in ("hdtf", "both"):
+        reports["hdtf"] = generate_hdtf(out / "hdtf", **{k: v for k, v in kwargs.items() if k not in mead_only})
+    return reports
+
+
+def load_factors(root: os.PathLike, names: Optional[Sequence[str]] = None, split: Optional[str] = None):
+    """Stack the ground truth of a SynthTalk tree for probes.
+
+    Returns (truth {'mouth' [N,3], 'pose' [N,6], 'expression' [N,6], 'blink' [N,1]}, groups [N] clip
+    index per frame, names) over `names` (default: the split's list, or train+test).
+    """
+    root = Path(root)
+    if names is None:
+        names = layout.read_split(root, split) if split else layout.list_clips(root)
+    truth = {k: [] for k in layout.FACTOR_FRAME_KEYS}
+    groups = []
+    for i, name in enumerate(names):
+        path = layout.clip_path(root, "factors", name)
+        if not path.is_file():
+            raise InputError(f"missing factors for {name}: {path}")
+        with np.load(path, allow_pickle=False) as fz:
+            for k in truth:
+                truth[k].append(fz[k].reshape(fz[k].shape[0], -1))
+            groups.append(np.full(fz["mouth"].shape[0], i))
+    if not groups:
+        raise InputError(f"no clips in {root}")
+    return {k: np.concatenate(v).astype(np.float32) for k, v in truth.items()}, np.concatenate(groups), list(names)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m edtalk.data.synthtalk",
+                                description="Write SynthTalk MEAD/HDTF-style trees with ground-truth factors.")
+    p.add_argument("--out", required=True, help="output folder (trees go to OUT/mead and OUT/hdtf)")
+    p.add_argument("--kind", choices=("mead", "hdtf", "both"), default="both")
+    p.add_argument("--size", type=int, default=64, help="frame size in pixels (256 = training size; default 64)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--speakers", type=int, default=2, help="MEAD speakers (default 2: 1 train, 1 test)")
+    p.add_argument("--emotions", default="all", help="comma list of MEAD emotions or 'all'")
+    p.add_argument("--levels", default="1,2,3", help="comma list of intensity levels (default 1,2,3)")
+    p.add_argument("--clips-per", type=int, default=1, help="clips per speaker × emotion × level")
+    p.add_argument("--frames", default="32", help="MEAD clip length: N or LO-HI frames (default 32)")
+    p.add_argument("--neutral-levels", action="store_true", help="neutral at every level (MEAD has level 1 only)")
+    p.add_argument("--videos", type=int, default=2, help="HDTF source videos (default 2)")
+    p.add_argument("--seconds", type=float, default=7.0, help="HDTF video length in seconds (default 7: clips of 5 s + 2 s)")
+    p.add_argument("--test-fraction", type=float, default=0.25)
+    p.add_argument("--no-mel", action="store_true", help="skip mel/<name>.npy")
+    p.add_argument("--no-validate", action="store_true", help="skip the final layout validation")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing SynthTalk tree")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        emotions = layout.EMOTIONS if args.emotions == "all" else tuple(e.strip() for e in args.emotions.split(",") if e.strip())
+        try:
+            levels = tuple(int(x) for x in args.levels.split(",") if x.strip())
+        except ValueError:
+            raise InputError(f"--levels must be a comma list of 1, 2, 3, got {args.levels!r}") from None
+        if args.size < 16:
+            raise InputError(f"--size must be at least 16, got {args.size}")
+        if _mel_fn() is None and not args.no_mel:
+            warnings.warn("edtalk.audio is not available: mel/ side files are skipped")
+        stats: dict = {}
+        t0 = time.perf_counter()
+        reports = generate(args.out, kind=args.kind, size=args.size, seed=args.seed, speakers=args.speakers,
+                           emotions=emotions, levels=levels, clips_per=args.clips_per, frames=args.frames,
+                           neutral_levels=args.neutral_levels, videos=args.videos, seconds=args.seconds,
+                           test_fraction=args.test_fraction, mel=not args.no_mel, overwrite=args.overwrite,
+                           validate=not args.no_validate, quiet=args.quiet, stats=stats)
+        wall = time.perf_counter() - t0
+    except EDTalkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    parts = []
+    for kind, rep in reports.items():
+        root = Path(args.out) / kind
+        if rep is None:
+            n = len(layout.list_clips(root))
+            parts.append(f"{kind.upper()} {root} ({n} clips)")
+        else:
+            parts.append(f"{kind.upper()} {root} ({rep.num_clips} clips: {len(rep.train)} train / {len(rep.test)} test, "
+                         f"{rep.num_frames} frames)")
+    frames = stats.get("frames", 0)
+    render = stats.get("render_s", 0.0)
+    status = "not validated" if args.no_validate else "layout validated"
+    print(f"SynthTalk: wrote {' and '.join(parts)} at {args.size}×{args.size} in {wall:.1f} s "
+          f"(pixel rendering {frames / max(render, 1e-9):.0f} frames/s, end to end {frames / max(wall, 1e-9):.0f} frames/s); "
+          f"{status}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
