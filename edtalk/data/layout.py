@@ -45,13 +45,11 @@ from typing import Iterable, NamedTuple, Optional, Union
 
 import numpy as np
 
+from edtalk.audio import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME  # noqa: F401 (part of the layout contract)
 from edtalk.errors import InputError
 
 PathLike = Union[str, os.PathLike]
 
-FPS = 25
-SAMPLE_RATE = 16000
-SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
 HDTF_CLIP_FRAMES = 5 * FPS  # 125
 NUM_LANDMARKS = 68
 MEL_SHAPE = (80, 16)
