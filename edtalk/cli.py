@@ -55,7 +55,7 @@ def _add_generate_args(p: argparse.ArgumentParser) -> None:
     run.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     run.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"], help="fp16/bf16 for GPUs (default fp32)")
     run.add_argument("--batch-size", type=int, default=None,
-                     help="frames rendered per batch (default: 1 on CPU, where it is fastest; 8 on GPU)")
+                     help="frames rendered per batch (default: 2 on CPU, where it measured fastest; 8 on GPU)")
     run.add_argument("--smoothing", default="edge", choices=["edge", "official", "none"],
                      help="temporal smoothing of audio mouth weights: edge-padded (default), official zero-padded, none")
     run.add_argument("--legacy-normalize", action="store_true",
@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cmd_generate(args) -> int:
     from .pipelines.generate import GenerateOptions, generate
+    from .runtime import keep_freed_memory
 
     if args.batch_size is not None and args.batch_size < 1:
         raise EDTalkError("--batch-size must be at least 1")
@@ -100,6 +101,7 @@ def _cmd_generate(args) -> int:
         crop=args.crop, paste_back=args.paste_back, legacy_normalize=args.legacy_normalize, smoothing=args.smoothing,
         parity=args.parity, save_frames=args.save_frames, face_backend=args.face_backend, progress=not args.quiet,
     )
+    keep_freed_memory()  # reuse activation buffers across frames (glibc); ~15% faster on CPU
     result = generate(opts)
     print(f"wrote {result.path} ({result.num_frames} frames at 25 fps, {result.mode} mode, {result.variant} model)")
     return 0

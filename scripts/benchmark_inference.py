@@ -33,6 +33,9 @@ def main():
     p.add_argument("--tiny", action="store_true", help="64x64 tiny models (smoke run, numbers meaningless)")
     p.add_argument("--modes", nargs="*", choices=[s.name for s in SCENARIOS])
     args = p.parse_args()
+    from edtalk.runtime import keep_freed_memory
+
+    keep_freed_memory()  # as `edtalk generate` does; applies to both paths alike
     if args.threads:
         torch.set_num_threads(args.threads)
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]

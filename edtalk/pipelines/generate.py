@@ -52,7 +52,7 @@ class GenerateOptions:
     checkpoint_dir: str = str(DEFAULT_CHECKPOINT_DIR)
     device: str = "auto"
     dtype: str = "fp32"
-    batch_size: Optional[int] = None  # None: 1 on CPU (fastest there), 8 on GPUs
+    batch_size: Optional[int] = None  # None: default_batch_size(device)
     crop: bool = True
     paste_back: bool = False
     legacy_normalize: bool = False
@@ -97,8 +97,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def default_batch_size(device) -> int:
-    """CPU: one frame at a time keeps activations in cache (batching measured slower on 2 cores)."""
-    return 1 if torch.device(device).type == "cpu" else 8
+    """CPU: 2 frames measured fastest (2 cores; larger batches fall out of cache); GPU: 8."""
+    return 2 if torch.device(device).type == "cpu" else 8
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
