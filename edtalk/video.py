@@ -7,6 +7,7 @@ half-written output.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -133,18 +134,36 @@ def write_video(
     return path
 
 
-def probe_streams(path: PathLike) -> dict:
-    """Return {'video': bool, 'audio': bool, 'frames': int, 'duration': float} for a media file."""
-    import imageio_ffmpeg
+def probe_video(path: PathLike) -> dict:
+    """Exact facts of a media file from one ffmpeg stream copy (no decoding).
 
-    frames, seconds = imageio_ffmpeg.count_frames_and_secs(str(path))
-    out = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
-    streams = [line for line in out.splitlines() if "Stream #" in line]
-    return {
-        "video": any("Video:" in s for s in streams),
-        "audio": any("Audio:" in s for s in streams),
-        "num_video_streams": sum("Video:" in s for s in streams),
-        "num_audio_streams": sum("Audio:" in s for s in streams),
-        "frames": int(frames),
-        "duration": float(seconds),
-    }
+    Returns {'frames', 'fps', 'width', 'height', 'duration', 'audio', 'video',
+    'num_video_streams', 'num_audio_streams'}; InputError if ffmpeg cannot read it.
+    """
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostats", "-i", str(path), "-map", "0:v:0?",
+                           "-c", "copy", "-f", "null", "-", "-progress", "pipe:1"],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "unknown error"
+        raise InputError(f"cannot read video {path}: {last}")
+    source = proc.stderr.split("Output #0", 1)[0]  # the input's description only
+    streams = [line for line in source.splitlines() if "Stream #" in line]
+    video = [line for line in streams if "Video:" in line]
+    info = {"frames": 0, "fps": 0.0, "width": 0, "height": 0, "duration": 0.0,
+            "num_video_streams": len(video), "num_audio_streams": sum("Audio:" in line for line in streams)}
+    info["video"], info["audio"] = info["num_video_streams"] > 0, info["num_audio_streams"] > 0
+    if video:
+        size = re.search(r"\b(\d{2,5})x(\d{2,5})\b", video[0])
+        fps = re.search(r"([0-9.]+) fps", video[0])
+        if size:
+            info["width"], info["height"] = int(size.group(1)), int(size.group(2))
+        if fps:
+            info["fps"] = float(fps.group(1))
+    duration = re.search(r"Duration: (\d+):(\d+):([0-9.]+)", source)
+    if duration:
+        h, m, sec = duration.groups()
+        info["duration"] = int(h) * 3600 + int(m) * 60 + float(sec)
+    frames = re.findall(r"^frame=(\d+)", proc.stdout, flags=re.M)
+    if frames:
+        info["frames"] = int(frames[-1])
+    return info

@@ -47,6 +47,7 @@ import numpy as np
 
 from edtalk.audio import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME  # noqa: F401 (part of the layout contract)
 from edtalk.errors import InputError
+from edtalk.video import probe_video  # noqa: F401 (re-exported: part of the layout checks)
 
 PathLike = Union[str, os.PathLike]
 
@@ -180,33 +181,6 @@ def list_clips(root: PathLike) -> list:
 
 
 # --------------------------------------------------------------------------- media probing
-
-
-def probe_video(path: PathLike) -> dict:
-    """{'frames', 'fps', 'width', 'height', 'audio'} of a video, by one ffmpeg stream copy."""
-    from edtalk.video import ffmpeg_exe
-
-    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostats", "-i", str(path), "-map", "0:v:0",
-                           "-c", "copy", "-f", "null", "-", "-progress", "pipe:1"],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "unknown error"
-        raise InputError(f"cannot read video {path}: {last}")
-    info = {"frames": 0, "fps": 0.0, "width": 0, "height": 0, "audio": False}
-    for line in proc.stderr.splitlines():
-        if "Stream #" in line and "Video:" in line and not info["width"]:
-            size = re.search(r"\b(\d{2,5})x(\d{2,5})\b", line)
-            fps = re.search(r"([0-9.]+) fps", line)
-            if size:
-                info["width"], info["height"] = int(size.group(1)), int(size.group(2))
-            if fps:
-                info["fps"] = float(fps.group(1))
-        if "Stream #" in line and "Audio:" in line:
-            info["audio"] = True
-    frames = re.findall(r"^frame=(\d+)", proc.stdout, flags=re.M)
-    if frames:
-        info["frames"] = int(frames[-1])
-    return info
 
 
 def probe_wav(path: PathLike) -> dict:

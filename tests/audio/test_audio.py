@@ -1,6 +1,5 @@
 """Tests for edtalk.audio: official parity of the mel windows and smoothing, loading, errors."""
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -12,26 +11,12 @@ import torch
 from edtalk import audio
 from edtalk.errors import InputError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _parity_dir() -> Path:
-    """The official-parity reference set: $EDTALK_PARITY_DIR or ../shared/reference/official_parity."""
-    env = os.environ.get("EDTALK_PARITY_DIR")
-    path = Path(env) if env else REPO_ROOT.parent / "shared" / "reference" / "official_parity"
-    if not (path / "reference.pt").is_file() or not (path / "speech_like.wav").is_file():
-        pytest.skip(f"official parity reference set not found at {path} (set EDTALK_PARITY_DIR)")
-    return path
 
 
 @pytest.fixture(scope="module")
-def reference():
-    return torch.load(_parity_dir() / "reference.pt", weights_only=True)
-
-
-@pytest.fixture(scope="module")
-def speech_wav() -> Path:
-    return _parity_dir() / "speech_like.wav"
+def speech_wav(parity_dir) -> Path:
+    """The reference set's audio input (fixtures `parity_dir` / `reference`: tests/conftest.py)."""
+    return parity_dir / "speech_like.wav"
 
 
 def _tone(seconds: float, sr: int) -> np.ndarray:

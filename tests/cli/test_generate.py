@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from edtalk.cli import main
-from edtalk.video import probe_streams, read_video
+from edtalk.video import probe_video, read_video
 
 
 def run(tiny_ckpts, *args):
@@ -12,7 +12,7 @@ def run(tiny_ckpts, *args):
 
 
 def assert_video(path, frames, audio=True):
-    info = probe_streams(path)
+    info = probe_video(path)
     assert info["num_video_streams"] == 1
     assert info["num_audio_streams"] == (1 if audio else 0)
     assert info["frames"] == frames

@@ -30,12 +30,12 @@ def test_make_examples_writes_expected_files(tmp_path):
     from PIL import Image
     from scipy.io import wavfile
 
-    from edtalk.video import probe_streams
+    from edtalk.video import probe_video
 
     paths = examples.make_examples(tmp_path, engine="synth")
     assert np.asarray(Image.open(paths["source.png"])).shape == (256, 256, 3)
     assert np.asarray(Image.open(paths["source_full.png"])).shape == (512, 512, 3)
-    info = probe_streams(paths["pose.mp4"])
+    info = probe_video(paths["pose.mp4"])
     assert info["video"] and not info["audio"] and info["frames"] == 75 and abs(info["duration"] - 3.0) < 0.05
     rate, pcm = wavfile.read(paths["speech.wav"])
     assert rate == 16000 and pcm.ndim == 1 and abs(len(pcm) / rate - 3.0) < 0.01
@@ -47,12 +47,12 @@ def test_make_examples_writes_expected_files(tmp_path):
 def test_committed_examples_are_small_and_well_formed():
     from scipy.io import wavfile
 
-    from edtalk.video import probe_streams
+    from edtalk.video import probe_video
 
     folder = REPO / "examples"
     names = ["source.png", "source_full.png", "pose.mp4", "speech.wav", "README.md"]
     assert all((folder / n).is_file() for n in names)
     assert sum((folder / n).stat().st_size for n in names) < 1_000_000
-    assert probe_streams(folder / "pose.mp4")["frames"] == 75
+    assert probe_video(folder / "pose.mp4")["frames"] == 75
     rate, pcm = wavfile.read(folder / "speech.wav")
     assert rate == 16000 and pcm.ndim == 1 and 2.0 < len(pcm) / rate < 5.0
