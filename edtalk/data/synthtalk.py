@@ -409,9 +409,7 @@ def generate_mead(out: os.PathLike, speakers: int = 2, emotions: Sequence[str] =
             rng = np.random.default_rng([seed, 1, spk, 1 + layout.EMOTIONS.index(e), lv, k])
             T = int(rng.integers(lo, hi + 1))
             clip = make_clip(idents[spk], T, size, rng, emotion=e, level=lv)
-            for key, val in clip.pop("timing").items():
-                stats[key] = stats.get(key, 0.0) + val
-            stats["frames"] = stats.get("frames", 0) + T
+            _add_timing(stats, clip, T)
             name = layout.format_mead_name(_speaker_id(spk), e, lv, k + 1)
             names_by_speaker.setdefault(_speaker_id(spk), []).append(name)
             writer.submit(name, clip, {"emotion": e, "level": lv, "speaker": _speaker_id(spk),
@@ -419,14 +417,26 @@ def generate_mead(out: os.PathLike, speakers: int = 2, emotions: Sequence[str] =
                                        "seed": seed})
     finally:
         writer.close()
-    test_speakers = _split_groups(list(names_by_speaker), test_fraction)
-    layout.write_split(root, "train", [n for s, ns in names_by_speaker.items() if s not in test_speakers for n in ns])
-    layout.write_split(root, "test", [n for s, ns in names_by_speaker.items() if s in test_speakers for n in ns])
+    test_speakers = _write_splits(root, names_by_speaker, test_fraction)
     _write_manifest(root, {"generator": "synthtalk", "version": VERSION, "kind": "mead", "seed": seed, "size": size,
                            "speakers": speakers, "emotions": list(emotions), "levels": list(levels),
                            "clips_per": clips_per, "frames": [lo, hi], "mel": mel,
                            "test_speakers": sorted(test_speakers), "factors": _definitions()})
     return layout.validate_tree(root, "mead", check_media=True) if validate else None
+
+
+def _add_timing(stats: dict, clip: dict, frames: int) -> None:
+    for key, val in clip.pop("timing").items():
+        stats[key] = stats.get(key, 0.0) + val
+    stats["frames"] = stats.get("frames", 0) + frames
+
+
+def _write_splits(root: Path, names_by_group: dict, test_fraction: float) -> list:
+    """Whole speakers / videos go to one split; returns the test groups."""
+    test = _split_groups(list(names_by_group), test_fraction)
+    layout.write_split(root, "train", [n for g, ns in names_by_group.items() if g not in test for n in ns])
+    layout.write_split(root, "test", [n for g, ns in names_by_group.items() if g in test for n in ns])
+    return test
 
 
 def generate_hdtf(out: os.PathLike, videos: int = 2, seconds: float = 7.0, size: int = 64, seed: int = 0,
@@ -450,9 +460,7 @@ def generate_hdtf(out: os.PathLike, videos: int = 2, seconds: float = 7.0, size:
             video = f"SYN_Person{v:03d}_000"
             ident = sample_identity(np.random.default_rng([seed, 2, v, 0]))
             full = make_clip(ident, total, size, np.random.default_rng([seed, 2, v, 1]))
-            for key, val in full.pop("timing").items():
-                stats[key] = stats.get(key, 0.0) + val
-            stats["frames"] = stats.get("frames", 0) + total
+            _add_timing(stats, full, total)
             for c in range(n_clips):
                 a, b = c * layout.HDTF_CLIP_FRAMES, min(total, (c + 1) * layout.HDTF_CLIP_FRAMES)
                 clip = {"frames": full["frames"][a:b], "landmarks": full["landmarks"][a:b], "bbox": full["bbox"][a:b],
@@ -464,9 +472,7 @@ def generate_hdtf(out: os.PathLike, videos: int = 2, seconds: float = 7.0, size:
                                            "start_frame": a, "size": size, "seed": seed})
     finally:
         writer.close()
-    test_videos = _split_groups(list(names_by_video), test_fraction)
-    layout.write_split(root, "train", [n for s, ns in names_by_video.items() if s not in test_videos for n in ns])
-    layout.write_split(root, "test", [n for s, ns in names_by_video.items() if s in test_videos for n in ns])
+    test_videos = _write_splits(root, names_by_video, test_fraction)
     _write_manifest(root, {"generator": "synthtalk", "version": VERSION, "kind": "hdtf", "seed": seed, "size": size,
                            "videos": videos, "seconds": seconds, "mel": mel, "test_videos": sorted(test_videos),
                            "factors": _definitions()})
