@@ -98,14 +98,20 @@ def _read_file(path: str) -> tuple[np.ndarray, int]:
 
 def _decode_with_ffmpeg(path: str) -> np.ndarray:
     """Decode any container/codec ffmpeg knows to 16 kHz mono float32 (raw f32le on a pipe)."""
-    import imageio_ffmpeg  # deferred: only needed for non-soundfile formats
+    from .video import ffmpeg_exe, probe_video  # deferred: only needed for non-soundfile formats
 
     cmd = [
-        imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-i", path,
+        ffmpeg_exe(), "-nostdin", "-v", "error", "-i", path,
         "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "-acodec", "pcm_f32le", "-",
     ]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
     if proc.returncode != 0:
+        try:
+            has_audio = probe_video(path)["audio"]
+        except InputError:
+            has_audio = True  # unreadable altogether: report ffmpeg's reason below
+        if not has_audio:
+            raise InputError(f"{path} has no audio track")
         reason = proc.stderr.decode(errors="replace").strip().splitlines()
         reason = reason[-1] if reason else f"ffmpeg exit code {proc.returncode}"
         raise InputError(f"cannot decode audio from {path}: {reason}")

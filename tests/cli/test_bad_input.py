@@ -80,3 +80,13 @@ def test_unwritable_output_and_bad_options(capsys, tiny_ckpts, media, tmp_path):
     assert "nothing drives the mouth" in run_error(capsys, tiny_ckpts, out, "--source", media["face"])
     assert "fp16 needs a GPU" in run_error(capsys, tiny_ckpts, out, "--source", media["face"], "--audio",
                                            media["speech"], "--device", "cpu", "--dtype", "fp16")
+
+
+def test_audio_file_without_audio_track(capsys, tiny_ckpts, media, out, tmp_path):
+    import numpy as np
+
+    from edtalk.video import write_video
+
+    mute = tmp_path / "mute.mp4"
+    write_video(mute, np.zeros((10, 32, 32, 3), np.uint8))
+    assert "has no audio track" in run_error(capsys, tiny_ckpts, out, "--source", media["face"], "--audio", mute)
