@@ -18,8 +18,6 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.9",
     packages=find_packages(include=["edtalk", "edtalk.*"]),
-    package_data={"edtalk": ["assets/*", "assets/**/*"]},
-    include_package_data=True,
     install_requires=requirements,
     extras_require={"test": ["pytest>=7"], "mediapipe": ["mediapipe"], "face-alignment": ["face-alignment"]},
     entry_points={"console_scripts": ["edtalk=edtalk.cli:main"]},
