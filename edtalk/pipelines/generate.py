@@ -186,8 +186,8 @@ class Generator:
     def video_latents(self, video: PreparedVideo) -> torch.Tensor:
         """Encoder latents of every frame of a driver video, computed once per video (kept on it)."""
         if video.latents is None:
-            frames = video.tensor
-            out = [self.model.encode_latent(self.to_model(frames[sl])) for sl in self.batches(len(frames), "encoding driver")]
+            out = [self.model.encode_latent(self.to_model(video.images(sl)))
+                   for sl in self.batches(len(video), "encoding driver")]
             video.latents = torch.cat(out)
         return video.latents
 
@@ -413,7 +413,7 @@ def _dub(opts, gen: Generator, video: PreparedVideo, mouth: torch.Tensor, collec
         preset = torch.from_numpy(expression_from_spec(opts.exp, opts.exp_intensity)).to(model.device)
     with torch.inference_mode():
         for sl in gen.batches(length, "dubbing"):
-            frames = gen.to_model(video.tensor[idx[sl]])
+            frames = gen.to_model(video.images(idx[sl]))
             latent, feats = model.encode(frames)
             own = gen.heads(latent, ("pose", "exp"))
             exp = None

@@ -75,15 +75,27 @@ class PreparedImage:
 
 @dataclass
 class PreparedVideo:
-    tensor: torch.Tensor  # [T,3,S,S] in [-1,1], 25 fps
+    """A driver (or dubbed source) video at 25 fps, face-cropped.
+
+    `frames` holds uint8 crops [T,H,W,3] (4× less memory than float images; converted a batch at
+    a time by `images`) or, for callers that already have them, float images [T,3,S,S] in [-1,1].
+    """
+
+    frames: Any
     fps_in: float
     original: Optional[np.ndarray] = None  # full frames at 25 fps (for paste-back)
     crop: Any = None
-    info: dict = field(default_factory=dict)
+    size: Optional[int] = None  # model input size (for uint8 frames)
     latents: Optional[torch.Tensor] = field(default=None, repr=False)  # encoder latents, filled once
 
     def __len__(self):
-        return self.tensor.shape[0]
+        return len(self.frames)
+
+    def images(self, index) -> torch.Tensor:
+        """Model inputs [n,3,S,S] in [-1,1] for frames `index` (a slice or an index array)."""
+        if isinstance(self.frames, torch.Tensor):
+            return self.frames[index]
+        return frames_to_tensor(self.frames[index], self.size)
 
     def paste_back(self, frames: np.ndarray) -> np.ndarray:
         if self.crop is None or self.original is None:
@@ -118,4 +130,4 @@ def prepare_video(path, size: int, crop: bool = True, backend: str = "dlib", kee
         from ..face import crop_video
 
         cropped, params = crop_video(frames, landmarker=backend)
-    return PreparedVideo(frames_to_tensor(cropped, size), fps, frames if keep_original else None, params)
+    return PreparedVideo(cropped, fps, frames if keep_original else None, params, size=size)
