@@ -27,15 +27,31 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def read_video(path: PathLike, max_frames: Optional[int] = None) -> Tuple[np.ndarray, float]:
-    """Decode a video to RGB uint8 frames [T,H,W,3]; returns (frames, fps)."""
+def _downscale_filter(max_side: int) -> list:
+    """ffmpeg filter: shrink so the longer side is at most max_side (even sizes, aspect kept)."""
+    w = f"if(gte(iw,ih),min(iw,{max_side}),-2)"
+    h = f"if(gte(iw,ih),-2,min(ih,{max_side}))"
+    return ["-vf", f"scale='{w}':'{h}':flags=area"]
+
+
+def read_video(path: PathLike, max_frames: Optional[int] = None,
+               max_side: Optional[int] = None) -> Tuple[np.ndarray, float]:
+    """Decode a video to RGB uint8 frames [T,H,W,3]; returns (frames, fps).
+
+    `max_side` lets ffmpeg scale large videos down while decoding (memory: a 1080p frame is 6 MB).
+    """
+    import logging
+
     import imageio_ffmpeg
 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"video not found: {path}")
+    # imageio-ffmpeg logs a warning whenever the output size differs from the source: intended here.
+    logging.getLogger("imageio_ffmpeg").setLevel(logging.ERROR)
     try:
-        reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+        reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24",
+                                            output_params=_downscale_filter(max_side) if max_side else None)
         meta = next(reader)
         width, height = meta["size"]
         frames = []

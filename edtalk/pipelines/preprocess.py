@@ -13,6 +13,7 @@ from ..errors import InputError
 from ..video import FPS, read_video, resample_fps
 
 VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".gif"}
+DRIVER_MAX_SIDE = 1280
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
 
@@ -121,8 +122,12 @@ def prepare_image(path_or_array, size: int, crop: bool = True, backend: str = "d
 
 
 def prepare_video(path, size: int, crop: bool = True, backend: str = "dlib", keep_original: bool = False) -> PreparedVideo:
-    """Decode, crop a stable face tube, resample to 25 fps, scale to the model size."""
-    frames, fps = read_video(path)
+    """Decode, crop a stable face tube, resample to 25 fps, scale to the model size.
+
+    Drivers are decoded at most DRIVER_MAX_SIDE pixels wide/high (faces stay well above the 256²
+    crop; memory stays bounded); a source kept for paste-back is decoded at full size.
+    """
+    frames, fps = read_video(path, max_side=None if keep_original or not crop else DRIVER_MAX_SIDE)
     frames = resample_fps(frames, fps, FPS)
     params = None
     cropped = frames
