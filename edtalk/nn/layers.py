@@ -41,6 +41,11 @@ def fast_inference() -> bool:
     return _FAST_INFERENCE and not torch.is_grad_enabled()
 
 
+def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """At least float32 for sums of squares (fp16/bf16 overflow or lose them)."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 class FusedLeakyReLU(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
@@ -180,16 +185,21 @@ class ModulatedConv2d(nn.Module):
         return self.modulation(style)
 
     def demod_coefficients(self, s):
-        """1/√(Σ_{in,k,k} (W·s·scale)² + 1e-8) per (sample, out channel) → [B,out]."""
-        w2 = (self.weight[0] ** 2).sum(dim=(2, 3))  # [out, in]
-        return torch.rsqrt((s * s) @ w2.t() * (self.scale ** 2) + 1e-8)
+        """1/√(Σ_{in,k,k} (W·s·scale)² + 1e-8) per (sample, out channel) → [B,out].
+
+        Summed in float32 at least: in fp16 the sum of squares can overflow."""
+        acc = _accumulation_dtype(self.weight.dtype)
+        w2 = (self.weight[0].to(acc) ** 2).sum(dim=(2, 3))  # [out, in]
+        s = s.to(acc)
+        return torch.rsqrt((s * s) @ w2.t() * (self.scale ** 2) + 1e-8).to(self.weight.dtype)
 
     def weight_energy(self) -> torch.Tensor:
         """Σ_{k,k} W² per (out, in) [out,in]; cached while the weight is unchanged (inference)."""
         key = (self.weight.data_ptr(), self.weight._version, self.weight.dtype, self.weight.device)
         cached = getattr(self, "_energy_cache", None)
         if cached is None or cached[0] != key:
-            cached = (key, (self.weight[0].detach() ** 2).sum(dim=(2, 3)))
+            acc = _accumulation_dtype(self.weight.dtype)
+            cached = (key, (self.weight[0].detach().to(acc) ** 2).sum(dim=(2, 3)))
             self._energy_cache = cached
         return cached[1]
 
@@ -198,13 +208,13 @@ class ModulatedConv2d(nn.Module):
 
         The per-(out,in) factor is built first (small), so the big weight is touched once.
         """
-        s = s.view(1, -1) * self.scale
+        s = s.view(1, -1).to(_accumulation_dtype(s.dtype)) * self.scale  # fp16 sums of squares overflow
         if self.demodulate:
             demod = torch.rsqrt((s * s) @ self.weight_energy().t() + 1e-8)  # [1,out]
             factor = demod.t() * s * gain  # [out,in]
         else:
             factor = s.expand(self.out_ch, -1) * gain
-        return self.weight[0] * factor[:, :, None, None]
+        return self.weight[0] * factor[:, :, None, None].to(self.weight.dtype)
 
     def forward_single_style(self, x, s, bias=None, gain: float = 1.0):
         """One style for the whole batch: a single convolution with the modulated weight."""
@@ -244,7 +254,8 @@ class ModulatedConv2d(nn.Module):
         x, s = x.expand(b, *x.shape[1:]), s.expand(b, -1).reshape(b, 1, self.in_ch, 1, 1)
         weight = self.scale * self.weight * s
         if self.demodulate:
-            weight = weight * torch.rsqrt(weight.pow(2).sum([2, 3, 4], keepdim=True) + 1e-8)
+            energy = weight.to(_accumulation_dtype(weight.dtype)).pow(2).sum([2, 3, 4], keepdim=True)
+            weight = weight * torch.rsqrt(energy + 1e-8).to(weight.dtype)
         weight = weight.view(b * self.out_ch, self.in_ch, self.kernel_size, self.kernel_size)
         h, w = x.shape[2:]
         x = x.reshape(1, b * self.in_ch, h, w)
