@@ -90,3 +90,17 @@ def test_audio_file_without_audio_track(capsys, tiny_ckpts, media, out, tmp_path
     mute = tmp_path / "mute.mp4"
     write_video(mute, np.zeros((10, 32, 32, 3), np.uint8))
     assert "has no audio track" in run_error(capsys, tiny_ckpts, out, "--source", media["face"], "--audio", mute)
+
+
+def test_demo_script_exit_code_and_no_traceback(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, str(repo / "demo.py"), "--source", str(tmp_path / "missing.png"),
+                           "--audio", str(tmp_path / "missing.wav"), "--out", str(tmp_path / "o.mp4")],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("edtalk: error:") and "Traceback" not in proc.stderr
+    assert not (tmp_path / "o.mp4").exists()
