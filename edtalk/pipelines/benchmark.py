@@ -29,6 +29,7 @@ class Scenario:
     lip: str  # 'audio' or 'video'
     pose: str  # 'video' or 'fixed'
     exp: str  # 'preset', 'video' or 'none'
+    one_video: bool = False  # the same video drives every video-driven factor (reenactment)
 
 
 SCENARIOS = [
@@ -36,6 +37,8 @@ SCENARIOS = [
     Scenario("A-preset-fixed", "audio lips, fixed pose, preset expression", "edtalk", "audio", "fixed", "preset"),
     Scenario("A-expvideo", "audio lips, pose video, expression video", "edtalk", "audio", "video", "video"),
     Scenario("V", "lip, pose and expression videos", "edtalk", "video", "video", "video"),
+    Scenario("V-one-video", "one video drives lip, pose and expression", "edtalk", "video", "video", "video",
+             one_video=True),
     Scenario("lip-pose-A", "lip-pose model, audio lips, pose video", "lip_pose", "audio", "video", "none"),
     Scenario("lip-pose-V", "lip-pose model, lip and pose videos", "lip_pose", "video", "video", "none"),
 ]
@@ -53,6 +56,13 @@ def synthetic_inputs(frames: int, size: int = 256, seed: int = 0) -> Dict[str, t
         "source": images(1), "lip": images(frames), "pose": images(frames), "exp": images(frames),
         "mouth": torch.randn(frames, 20, generator=g), "preset": torch.randn(1, 10, generator=g) * 2,
     }
+
+
+def scenario_inputs(sc: Scenario, frames: int, size: int, seed: int = 0) -> Dict[str, torch.Tensor]:
+    inp = synthetic_inputs(frames, size, seed)
+    if sc.one_video:
+        inp["pose"] = inp["exp"] = inp["lip"]
+    return inp
 
 
 @torch.inference_mode()
@@ -87,19 +97,24 @@ def our_path(model: EDTalk, sc: Scenario, inp: Dict[str, torch.Tensor], batch_si
     """What `edtalk generate` does: source once, each driver frame once, batched rendering."""
     gen = Generator(model, batch_size=batch_size, progress=False)
     length = inp["mouth"].shape[0]
+    videos: Dict[int, PreparedVideo] = {}
+
+    def video(name):  # one PreparedVideo per distinct tensor, as the CLI keeps one per file
+        return videos.setdefault(id(inp[name]), PreparedVideo(inp[name], 25.0))
+
     latent, feats = model.encode(inp["source"])
     mouth = inp["mouth"]
     if sc.lip == "video":
-        mouth = gen.heads(gen.video_latents(PreparedVideo(inp["lip"], 25.0)), ("mouth",))["mouth"]
+        mouth = gen.heads(gen.video_latents(video("lip")), ("mouth",))["mouth"]
     if sc.pose == "fixed":
         pose = gen.heads(latent, ("pose",))["pose"].expand(length, -1)
     else:
-        pose = gen.heads(gen.video_latents(PreparedVideo(inp["pose"], 25.0)), ("pose",))["pose"]
+        pose = gen.heads(gen.video_latents(video("pose")), ("pose",))["pose"]
     exp = None
     if sc.exp == "preset":
         exp = inp["preset"].expand(length, -1)
     elif sc.exp == "video":
-        exp = gen.heads(gen.video_latents(PreparedVideo(inp["exp"], 25.0)), ("exp",))["exp"]
+        exp = gen.heads(gen.video_latents(video("exp")), ("exp",))["exp"]
     frames: List[torch.Tensor] = []
     gen.render(latent, feats, Drivers(mouth, pose, exp, exp_constant=sc.exp == "preset"), frames.append)
     return torch.cat(frames)
@@ -130,8 +145,7 @@ def run_benchmark(models: Dict[str, EDTalk], frames: int = 8, batch_size: int = 
             continue
         model = models[sc.variant]
         size = model.config.size
-        inp = {k: v.to(model.device, model.dtype) if v.is_floating_point() else v
-               for k, v in synthetic_inputs(frames, size).items()}
+        inp = {k: v.to(model.device, model.dtype) for k, v in scenario_inputs(sc, frames, size).items()}
         ref = reference_path(model, sc, inp)
         ours = our_path(model, sc, inp, batch_size)
         diff = (ours.float() - ref.float()).abs()

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from edtalk import EDTalk, EDTalkConfig
-from edtalk.pipelines.benchmark import SCENARIOS, count_gflop, our_path, reference_path, synthetic_inputs
+from edtalk.pipelines.benchmark import SCENARIOS, count_gflop, our_path, reference_path, scenario_inputs, synthetic_inputs
 from edtalk.testing import official_like_state_dict
 
 
@@ -21,7 +21,7 @@ def models():
 @pytest.mark.parametrize("batch_size", [1, 3])
 def test_fast_path_matches_reference_pattern(models, scenario, batch_size):
     model = models[scenario.variant]
-    inp = synthetic_inputs(5, 64, seed=1)
+    inp = scenario_inputs(scenario, 5, 64, seed=1)
     ref = reference_path(model, scenario, inp)
     ours = our_path(model, scenario, inp, batch_size)
     assert ours.shape == ref.shape == (5, 3, 64, 64)
