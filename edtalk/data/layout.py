@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, NamedTuple, Optional, Union
@@ -386,7 +385,7 @@ def validate_tree(root: PathLike, kind: str = "mead", check_media: bool = True, 
                                     f"(only the last clip of a video may be shorter)")
     if problems:
         shown = problems[:max_problems]
-        more = f"\n  … and more" if len(problems) > max_problems else ""
+        more = "\n  … and more" if len(problems) > max_problems else ""
         raise InputError(f"{kind.upper()} tree {root} failed validation ({len(problems)} problem(s)):\n  "
                          + "\n  ".join(shown) + more)
     return TreeReport(root=root, kind=kind, train=list(splits["train"]), test=list(splits["test"]), frames=frames,

@@ -63,7 +63,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from edtalk.data import layout
-from edtalk.data.synthtalk_render import (Identity, identity_landmarks, render_frames, sample_identity,
+from edtalk.data.synthtalk_render import (Identity, render_frames, sample_identity,
                                           synthesize_audio)
 from edtalk.errors import EDTalkError, InputError
 

@@ -189,7 +189,10 @@ class ModulatedConv2d(nn.Module):
 
         Summed in float32 at least: in fp16 the sum of squares can overflow."""
         acc = _accumulation_dtype(self.weight.dtype)
-        w2 = (self.weight[0].to(acc) ** 2).sum(dim=(2, 3))  # [out, in]
+        if torch.is_grad_enabled():  # training: gradients must flow into the weight
+            w2 = (self.weight[0].to(acc) ** 2).sum(dim=(2, 3))  # [out, in]
+        else:
+            w2 = self.weight_energy()
         s = s.to(acc)
         return torch.rsqrt((s * s) @ w2.t() * (self.scale ** 2) + 1e-8).to(self.weight.dtype)
 

@@ -19,7 +19,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ from .. import audio as audio_lib
 from ..errors import CheckpointError, EDTalkError, InputError
 from ..presets import expression_from_spec, is_preset_spec, load_weights_file, parse_preset_spec
 from .drivers import expression_frame_count, extend_indices
-from .preprocess import (IMAGE_EXTS, VIDEO_EXTS, PreparedImage, PreparedVideo, is_video_path, prepare_image,
+from .preprocess import (IMAGE_EXTS, VIDEO_EXTS, PreparedVideo, is_video_path, prepare_image,
                          prepare_video)
 
 DEFAULT_CHECKPOINT_DIR = Path(os.environ.get("EDTALK_CHECKPOINTS", "checkpoints"))
@@ -204,7 +204,7 @@ class Generator:
         mels = audio_lib.mel_windows(wav)
         param = next(self.audio2lip.parameters())
         out = torch.cat([self.audio2lip(mels[sl].to(param.device, param.dtype)) for sl in self.batches(len(mels), "audio", AUDIO_BATCH)])
-        return audio_lib.smooth(out.float(), mode=None if smoothing == "none" else smoothing)
+        return audio_lib.smooth(out.float(), mode=smoothing)
 
     @torch.inference_mode()
     def render(self, latent, feats, drivers: Drivers, on_frames: Callable[[torch.Tensor], None],
@@ -273,9 +273,6 @@ def _expression_weights(opts, gen: Generator, videos: _VideoStore, own_exp, leng
     if expression_is_none(opts.exp):
         # With only the full model, "none" keeps the source's own expression (spec §5.1 [D]).
         return own_exp.expand(length, -1) if model.has_expression else None
-    if not model.has_expression:
-        raise CheckpointError("expression driving needs the full EDTalk checkpoint (EDTalk.pt), "
-                              "not the lip-pose model; or use --exp none")
     exp = str(opts.exp)
     kind = expression_kind(exp)
     if kind == "npy":
@@ -288,7 +285,7 @@ def _expression_weights(opts, gen: Generator, videos: _VideoStore, own_exp, leng
         # A single image drives a constant expression.
         img = prepare_image(exp, model.config.size, crop=opts.crop, backend=opts.face_backend)
         with torch.inference_mode():
-            lat = model.encode(gen.to_model(img.tensor))[0]
+            lat = model.encode_latent(gen.to_model(img.tensor))
         return gen.heads(lat, ("exp",))["exp"].expand(length, -1)
     video = videos.get(exp)
     weights = gen.heads(gen.video_latents(video), ("exp",))["exp"]
@@ -340,7 +337,7 @@ def generate(opts: GenerateOptions, model=None, audio2lip=None) -> GenerationRes
     device = resolve_device(opts.device)
     dtype = resolve_dtype(opts.dtype, device)
     wav = None
-    if mode in ("audio", "dubbing") or (opts.audio and mode == "video"):
+    if opts.audio:  # required by the audio modes; the soundtrack in video-driven mode
         wav = audio_lib.load_audio(opts.audio)
         audio_lib.check_audio(wav, opts.audio)
     if model is None:
@@ -364,7 +361,6 @@ def generate(opts: GenerateOptions, model=None, audio2lip=None) -> GenerationRes
             frames_out.append(to_uint8(frames))
 
     if mode == "dubbing":
-        length = audio_lib.frame_count(len(wav))
         mouth = gen.mouth_from_audio(wav, smoothing)
         source_video = videos.get(opts.source, keep_original=opts.paste_back)
         _dub(opts, gen, source_video, mouth, collect)
@@ -405,9 +401,7 @@ def _dub(opts, gen: Generator, video: PreparedVideo, mouth: torch.Tensor, collec
     length = mouth.shape[0]
     idx = extend_indices(len(video), length)
     preset = None
-    if not expression_is_none(opts.exp):
-        if not model.has_expression:
-            raise CheckpointError("expression driving needs the full EDTalk checkpoint (EDTalk.pt)")
+    if not expression_is_none(opts.exp):  # generate() already checked the model has an expression space
         if not is_preset_spec(str(opts.exp)):
             raise InputError("in dubbing, --exp takes a preset (or none to keep each frame's own expression)")
         preset = torch.from_numpy(expression_from_spec(opts.exp, opts.exp_intensity)).to(model.device)

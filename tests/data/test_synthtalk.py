@@ -3,7 +3,6 @@
 import filecmp
 import json
 import os
-import shutil
 import time
 
 import numpy as np

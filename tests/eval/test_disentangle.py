@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from edtalk.data import layout, synthtalk as st
-from edtalk.data import synthtalk_render as R
 from edtalk.errors import InputError
 from edtalk.eval import disentangle as D
 

@@ -1,6 +1,5 @@
 """Our batched/cached generation computes what the official per-frame call pattern computes, with less work."""
 import pytest
-import torch
 
 from edtalk import EDTalk, EDTalkConfig
 from edtalk.pipelines.benchmark import SCENARIOS, count_gflop, our_path, reference_path, scenario_inputs, synthetic_inputs
