@@ -1,0 +1,248 @@
+"""Training losses (spec §8 common settings, §8.2), each defined once.
+
+- :func:`l1_loss` — mean |Î − I|.
+- :class:`PyramidPerceptualLoss` — Σ_scales Σ_layers w·mean|φ(Î) − φ(I)| over a Gaussian
+  anti-aliased image pyramid (scales 1, ½, ¼, ⅛; σ = (1/s − 1)/2, kernel 2·round(4σ)+1, zero pad
+  ks//2, stride 1/s), for any :class:`PerceptualBackbone`.
+- :class:`VGG19Backbone` — ImageNet VGG19 relu1_1..relu5_1 (`features` slices 0–1, 2–6, 7–11,
+  12–20, 21–29), input clamped [-1,1] → [0,1] → ImageNet mean/std.  Inputs under 16² (64² frames
+  at ⅛ scale) stop at the last layer whose max-pool still has a 2×2 window.  Weights come from a local
+  file only (:func:`find_vgg19_weights`).
+- :func:`g_nonsaturating_loss`, :func:`d_logistic_loss`, :func:`r1_penalty` — the StyleGAN2 GAN
+  terms used with `edtalk.networks.discriminator.Discriminator`.
+- :func:`feature_consistency_loss` — stage 1's exp(−cos(d, d')) summed over the batch (`mean`
+  option).
+
+Perceptual backbones are looked up by name (`loss.perceptual.backbone` in the training config):
+``vgg19`` (ImageNet weights, user-supplied), ``synthtalk_factor_net`` (a small CNN trained on
+SynthTalk factors, registered by `edtalk.train.factor_net`; replaces VGG where no VGG weights
+exist) or ``none`` (no perceptual term; the run's config and log say so).  Register another with
+:func:`register_backbone`.
+"""
+from __future__ import annotations
+
+import importlib
+import math
+import os
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Protocol, Sequence, runtime_checkable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import EDTalkError
+
+__all__ = [
+    "l1_loss", "PerceptualBackbone", "GaussianPyramid", "PyramidPerceptualLoss", "VGG19Backbone",
+    "find_vgg19_weights", "register_backbone", "build_backbone", "available_backbones",
+    "g_nonsaturating_loss", "d_logistic_loss", "r1_penalty", "feature_consistency_loss",
+    "VGG19_WEIGHTS_ENV", "PYRAMID_SCALES",
+]
+
+PYRAMID_SCALES = (1.0, 0.5, 0.25, 0.125)
+VGG19_WEIGHTS_ENV = "EDTALK_VGG19_WEIGHTS"
+VGG19_SLICES = ((0, 2), (2, 7), (7, 12), (12, 21), (21, 30))  # ends of relu1_1 .. relu5_1
+VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's cache name for the ImageNet weights
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def l1_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (output - target).abs().mean()
+
+
+# ----------------------------------------------------------------------------- perceptual
+
+
+@runtime_checkable
+class PerceptualBackbone(Protocol):
+    """Anything callable on images [B,3,H,W] in [-1,1] that returns a list of feature maps.
+
+    The backbone does its own input normalisation and is frozen (no parameter requires grad);
+    gradients still flow to the images.
+    """
+
+    def __call__(self, images: torch.Tensor) -> List[torch.Tensor]: ...
+
+
+def gaussian_kernel_1d(scale: float) -> torch.Tensor:
+    """The anti-aliasing kernel for downscaling by `scale`: σ = (1/s − 1)/2, size 2·round(4σ)+1."""
+    sigma = (1.0 / scale - 1.0) / 2.0
+    size = 2 * round(4 * sigma) + 1
+    x = torch.arange(size, dtype=torch.float64) - size // 2
+    k = torch.exp(-x ** 2 / (2 * sigma ** 2))
+    return (k / k.sum()).float()
+
+
+class GaussianPyramid(nn.Module):
+    """Images at scales 1, ½, ¼, ⅛ (Gaussian blur, zero padding ks//2, stride 1/s)."""
+
+    def __init__(self, scales: Sequence[float] = PYRAMID_SCALES):
+        super().__init__()
+        self.scales = tuple(float(s) for s in scales)
+        for i, s in enumerate(self.scales):
+            if s != 1.0:
+                k = gaussian_kernel_1d(s)
+                self.register_buffer(f"kernel{i}", torch.outer(k, k)[None, None], persistent=False)
+
+    def forward(self, images: torch.Tensor) -> List[torch.Tensor]:
+        out = []
+        for i, s in enumerate(self.scales):
+            if s == 1.0:
+                out.append(images)
+                continue
+            k = getattr(self, f"kernel{i}").to(images.dtype)
+            c = images.shape[1]
+            out.append(F.conv2d(images, k.expand(c, 1, -1, -1), stride=round(1 / s), padding=k.shape[-1] // 2,
+                                groups=c))
+        return out
+
+
+class PyramidPerceptualLoss(nn.Module):
+    """Σ_scales Σ_layers weight·mean|φ(Î) − φ(I)|, target features without gradient."""
+
+    def __init__(self, backbone: PerceptualBackbone, scales: Sequence[float] = PYRAMID_SCALES,
+                 layer_weight: float = 10.0):
+        super().__init__()
+        self.backbone = backbone
+        self.pyramid = GaussianPyramid(scales)
+        self.layer_weight = layer_weight
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        total = output.new_zeros(())
+        for out_s, tgt_s in zip(self.pyramid(output), self.pyramid(target)):
+            with torch.no_grad():
+                tgt_feats = self.backbone(tgt_s)
+            for fo, ft in zip(self.backbone(out_s), tgt_feats):
+                total = total + self.layer_weight * (fo - ft.detach()).abs().mean()
+        return total
+
+
+class VGG19Backbone(nn.Module):
+    """ImageNet VGG19 relu1_1..relu5_1 features of images in [-1,1] (frozen, eval mode)."""
+
+    def __init__(self, state_dict: Optional[Dict[str, torch.Tensor]] = None):
+        super().__init__()
+        from torchvision.models import vgg19
+
+        features = vgg19(weights=None).features
+        if state_dict is not None:
+            own = {k[len("features."):]: v for k, v in state_dict.items() if k.startswith("features.")}
+            try:
+                features.load_state_dict(own, strict=True)
+            except RuntimeError as exc:
+                raise EDTalkError(f"VGG19 weights do not match torchvision's vgg19: {str(exc).splitlines()[0]}") from None
+        self.slices = nn.ModuleList(nn.Sequential(*[features[i] for i in range(a, b)]) for a, b in VGG19_SLICES)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True):
+        return super().train(False)  # always eval: a frozen feature extractor
+
+    def forward(self, images: torch.Tensor) -> List[torch.Tensor]:
+        x = (images.clamp(-1, 1) + 1) / 2
+        x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+        feats = []
+        for block in self.slices:
+            if min(x.shape[-2:]) < 2 and block is not self.slices[0]:
+                break  # small images (64² at ⅛ scale): the next 2×2 max-pool has nothing left to pool
+            x = block(x)
+            feats.append(x)
+        return feats
+
+
+def find_vgg19_weights(path: Optional[str] = None) -> Path:
+    """The ImageNet VGG19 weights: `path`, else $EDTALK_VGG19_WEIGHTS, else torchvision's cache."""
+    candidates = [(path, "loss.perceptual.weights"), (os.environ.get(VGG19_WEIGHTS_ENV), f"${VGG19_WEIGHTS_ENV}")]
+    for value, where in candidates:
+        if value:
+            if not Path(value).is_file():
+                raise EDTalkError(f"VGG19 weights not found: {value} (from {where})")
+            return Path(value)
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / VGG19_FILE
+    if cached.is_file():
+        return cached
+    raise EDTalkError(
+        "the perceptual loss needs ImageNet VGG19 weights and none were found: set loss.perceptual.weights=PATH "
+        f"or ${VGG19_WEIGHTS_ENV} to torchvision's {VGG19_FILE}, put that file in {cached.parent}, or choose "
+        "loss.perceptual.backbone=synthtalk_factor_net|none")
+
+
+def _load_vgg19(options: dict) -> VGG19Backbone:
+    path = find_vgg19_weights(options.get("weights"))
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt or foreign file: one line
+        raise EDTalkError(f"cannot read VGG19 weights {path}: {str(exc).strip().splitlines()[0]}") from None
+    return VGG19Backbone(state)
+
+
+BackboneLoader = Callable[[dict], nn.Module]
+_BACKBONES: Dict[str, BackboneLoader] = {"vgg19": _load_vgg19}
+# Registered by modules imported on first use (the factor net lives with its training stage).
+_BACKBONE_MODULES = {"synthtalk_factor_net": "edtalk.train.factor_net"}
+
+
+def register_backbone(name: str, loader: BackboneLoader) -> None:
+    """Make `loss.perceptual.backbone: <name>` build a backbone with `loader(options)`.
+
+    `options` is the `loss.perceptual` config section as a dict (e.g. its `weights` path).
+    """
+    _BACKBONES[name] = loader
+
+
+def available_backbones() -> List[str]:
+    return sorted(set(_BACKBONES) | set(_BACKBONE_MODULES) | {"none"})
+
+
+def build_backbone(name: str, options: Optional[dict] = None) -> Optional[nn.Module]:
+    """The frozen perceptual backbone named `name`, or None for 'none'."""
+    options = dict(options or {})
+    if name == "none":
+        return None
+    if name not in _BACKBONES and name in _BACKBONE_MODULES:
+        try:
+            importlib.import_module(_BACKBONE_MODULES[name])
+        except ModuleNotFoundError as exc:
+            raise EDTalkError(f"perceptual backbone {name!r} is not available ({exc})") from None
+    if name not in _BACKBONES:
+        raise EDTalkError(f"unknown perceptual backbone {name!r} (available: {', '.join(available_backbones())})")
+    backbone = _BACKBONES[name](options)
+    backbone.requires_grad_(False)
+    return backbone.eval()
+
+
+# ----------------------------------------------------------------------------- GAN
+
+
+def g_nonsaturating_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """Generator: mean softplus(−D(fake))."""
+    return F.softplus(-fake_logits).mean()
+
+
+def d_logistic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Discriminator: mean softplus(−D(real)) + mean softplus(D(fake))."""
+    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+
+
+def r1_penalty(real_logits: torch.Tensor, real_images: torch.Tensor) -> torch.Tensor:
+    """R1: mean over the batch of ‖∇_x D(x)‖² at real images (x must require grad)."""
+    (grad,) = torch.autograd.grad(real_logits.sum(), real_images, create_graph=True)
+    return grad.pow(2).flatten(1).sum(1).mean()
+
+
+# ----------------------------------------------------------------------------- stage 1
+
+
+def feature_consistency_loss(a: torch.Tensor, b: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
+    """exp(−cos(a_i, b_i)) over the batch (cos eps 1e-8; gradients on both sides).
+
+    `reduction='sum'` is the spec's batch sum (§8.2); 'mean' divides by the batch size.
+    """
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+    terms = torch.exp(-F.cosine_similarity(a.flatten(1), b.flatten(1), dim=1, eps=1e-8))
+    return terms.sum() if reduction == "sum" else terms.mean()

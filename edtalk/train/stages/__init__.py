@@ -1,0 +1,1 @@
+"""Registered training stages (one module per stage; see `edtalk.train.stage`)."""
