@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 
 from edtalk.errors import FaceNotFoundError, InputError
-from edtalk.face import crop_video, face_tube, paste_back
-from edtalk.face.paste import _sampling_plan
+from edtalk.face import crop_video, face_tube
 from edtalk.face.tube import box_iou, enlarge_box, fill_track, square_box, track_faces
 
 
@@ -72,41 +71,3 @@ def test_crop_video_dispatch(moving_clip):
     assert crops.shape == (3, 256, 256, 3) and params.kind == "template"
     with pytest.raises(InputError):
         crop_video(moving_clip[:3], method="nope")
-
-
-def _inner_error(original, pasted, params, size):
-    ys, xs, _, _, alpha = _sampling_plan(params, size, original.shape[:2], 0.1)
-    full = alpha[:, 0] >= 1.0
-    assert full.sum() > 5000
-    diff = np.abs(pasted[ys[full], xs[full]].astype(float) - original[ys[full], xs[full]])
-    return diff.mean()
-
-
-def test_paste_back_of_an_unmodified_template_crop(astronaut, astronaut_crop):
-    crop, params = astronaut_crop
-    out = paste_back(astronaut, crop[None], params)
-    assert out.shape == (1, 512, 512, 3)
-    assert _inner_error(astronaut, out[0], params, 256) < 3.0  # two bilinear resamplings + truncation
-    # Far from the face the frame is untouched.
-    np.testing.assert_array_equal(out[0, 450:, :100], astronaut[450:, :100])
-
-
-def test_paste_back_of_unmodified_tube_crops(moving_clip):
-    crops, params = face_tube(moving_clip[:4])
-    out = paste_back(moving_clip[:4], crops, params)
-    assert out.shape == moving_clip[:4].shape
-    assert _inner_error(moving_clip[3], out[3], params, 256) < 2.0
-    # A smaller generated size (tiny models) maps back through the same box.
-    from edtalk.face.tube import resize_crops
-
-    small = resize_crops(list(crops), 64)
-    out64 = paste_back(moving_clip[:4], small, params)
-    assert _inner_error(moving_clip[3], out64[3], params, 64) < 8.0
-
-
-def test_paste_back_checks_shapes(astronaut, astronaut_crop):
-    crop, params = astronaut_crop
-    with pytest.raises(InputError, match="one original frame per face"):
-        paste_back(np.stack([astronaut] * 2), np.stack([crop] * 3), params)
-    with pytest.raises(InputError, match="crop was made"):
-        paste_back(astronaut[:300], crop[None], params)
