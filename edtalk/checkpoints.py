@@ -5,16 +5,24 @@ only rebuilds tensors and plain containers, with `argparse.Namespace` (and path 
 for the `'args'` entry that training checkpoints carry. Nothing else is unpickled: a file whose
 pickle references any other callable is refused with one clear error, never loaded fully.
 
+Torch versions: the allowlist is scoped with `torch.serialization.safe_globals` (torch >= 2.5),
+else registered with `add_safe_globals` (2.4); torch 2.1–2.3 have no allowlist API, so a file that
+weights-only loading refuses is read by a restricted unpickler (tensors, containers and the
+allowlisted classes only) that drops `'args'` (spec §4.1 step 2). The package's floor is torch 2.3
+(training's `torch.amp.GradScaler(device)`); this loader alone works from 2.1.
+
 Our own format is a directory with `model.safetensors` + `config.json`.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import pathlib
 import pickle
 import re
+import types
 from pathlib import Path
 from typing import Dict, Optional, Union
 
@@ -37,8 +45,7 @@ def safe_torch_load(path: Union[str, os.PathLike]) -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path} (see checkpoints/README.md for where to get it)")
     try:
-        with torch.serialization.safe_globals(SAFE_GLOBALS):
-            return torch.load(str(path), map_location="cpu", weights_only=True)
+        return _load_weights_only(path)
     except pickle.UnpicklingError as exc:
         culprit = _unsafe_global(str(exc))
         if culprit is None:
@@ -50,6 +57,62 @@ def safe_torch_load(path: Union[str, os.PathLike]) -> dict:
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"cannot read checkpoint {path}: {msg}") from None
+
+
+def _load_weights_only(path: Path):
+    """torch.load(weights_only=True) with SAFE_GLOBALS allowed, on every torch from 2.1."""
+    serialization = torch.serialization
+    if hasattr(serialization, "safe_globals"):  # torch >= 2.5: allowed for this call only
+        with serialization.safe_globals(SAFE_GLOBALS):
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    if hasattr(serialization, "add_safe_globals"):  # torch 2.4: process-wide (harmless classes)
+        serialization.add_safe_globals(SAFE_GLOBALS)
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    try:  # torch 2.1–2.3: no allowlist, so `'args'` makes weights-only loading refuse the file
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        return _restricted_load(path)
+
+
+# What the restricted unpickler may build besides plain data: tensors and the safe classes.
+_TENSOR_GLOBALS = {("collections", "OrderedDict"), ("torch._utils", "_rebuild_tensor"),
+                   ("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_parameter"),
+                   ("torch._utils", "_rebuild_parameter_with_state")}
+
+
+def _allowed_global(module: str, name: str):
+    """The object a pickle may reference as `module.name`, or None when it is not allowed."""
+    for cls in SAFE_GLOBALS:
+        if name == cls.__name__ and module in (cls.__module__, "pathlib", "argparse"):
+            return cls
+    if (module, name) in _TENSOR_GLOBALS:
+        return getattr(importlib.import_module(module), name, None)
+    if module == "torch":  # storage classes and dtypes name tensors' element types
+        obj = getattr(torch, name, None)
+        if (isinstance(obj, type) and name.endswith("Storage")) or isinstance(obj, torch.dtype):
+            return obj
+    return None
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        obj = _allowed_global(module, name)
+        if obj is None:  # worded like torch's refusal, so _unsafe_global names the culprit
+            raise pickle.UnpicklingError(f"Unsupported global: GLOBAL {module}.{name} is not allowed")
+        return obj
+
+
+_RESTRICTED_PICKLE = types.ModuleType("edtalk_restricted_pickle")
+_RESTRICTED_PICKLE.Unpickler = _RestrictedUnpickler
+_RESTRICTED_PICKLE.load = lambda file, **kwargs: _RestrictedUnpickler(file, **kwargs).load()
+
+
+def _restricted_load(path: Path):
+    """Spec §4.1 step 2: the restricted unpickler; the training `'args'` entry is dropped."""
+    data = torch.load(str(path), map_location="cpu", weights_only=False, pickle_module=_RESTRICTED_PICKLE)
+    if isinstance(data, dict):
+        data.pop("args", None)
+    return data
 
 
 def _unsafe_global(message: str) -> Optional[str]:

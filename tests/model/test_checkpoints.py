@@ -91,3 +91,43 @@ def test_audio2lip_round_trips_and_loads_official_layout(tmp_path):
     assert describe_kind(read_state_dict(tmp_path / "ours", "audio2lip")) == "audio2lip"
     with pytest.raises(CheckpointError, match="audio2lip model, expected edtalk"):
         EDTalk.from_pretrained(tmp_path / "ours")
+
+
+@pytest.fixture(params=["2.4", "2.1"])
+def older_torch(request, monkeypatch):
+    """torch without `safe_globals` (2.4), or without any allowlist API (2.1–2.3)."""
+    serialization = torch.serialization
+    saved, register = serialization.get_safe_globals(), serialization.add_safe_globals
+    monkeypatch.delattr(serialization, "safe_globals")
+    if request.param == "2.1":
+        monkeypatch.delattr(serialization, "add_safe_globals")
+    yield request.param
+    serialization.clear_safe_globals()  # 2.4's registration is process-wide: undo it
+    register(saved)
+
+
+def test_older_torch_loads_training_checkpoints_and_still_refuses_code(tmp_path, tiny_sd, older_torch):
+    path = tmp_path / "EDTalk.pt"
+    torch.save({"gen": tiny_sd, "args": argparse.Namespace(lr=0.002, size=64)}, path)
+    loaded = safe_torch_load(path)
+    assert torch.equal(loaded["gen"]["direction_exp.weight"], tiny_sd["direction_exp.weight"])
+    # 2.4 keeps the Namespace (allowlisted); the 2.1 restricted unpickler drops it (spec §4.1).
+    assert ("args" in loaded) == (older_torch == "2.4")
+    legacy = tmp_path / "legacy.pt"  # the pre-zip torch.save format
+    torch.save({"gen": tiny_sd, "args": argparse.Namespace()}, legacy, _use_new_zipfile_serialization=False)
+    assert EDTalk.from_official(legacy).variant == "edtalk"
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    torch.save({"gen": tiny_sd, "args": RunsCode(marker)}, evil)
+    with pytest.raises(CheckpointError, match=r"refusing to load .*system"):
+        EDTalk.from_official(evil)
+    assert not marker.exists()
+
+
+def test_restricted_unpickler_refuses_callables_that_torch_would_not_build(tmp_path, monkeypatch):
+    monkeypatch.delattr(torch.serialization, "safe_globals")
+    monkeypatch.delattr(torch.serialization, "add_safe_globals")
+    path = tmp_path / "eval.pt"
+    torch.save({"gen": {"w": torch.zeros(1)}, "args": eval}, path)
+    with pytest.raises(CheckpointError, match="refusing to load .*eval"):
+        safe_torch_load(path)
