@@ -1,0 +1,75 @@
+"""One evaluated clip: aligned generated / ground-truth frames plus what the metrics share.
+
+Landmarks and face boxes are detected once per frame and reused by LMD, CSIM and the SyncNet
+face crops.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional
+
+import numpy as np
+
+
+@dataclass
+class FaceTrack:
+    """Per-frame dlib results of one video: landmarks [T,68,2] (NaN where no face) and boxes [T,4]."""
+
+    landmarks: np.ndarray
+    boxes: np.ndarray
+
+    @property
+    def valid(self) -> np.ndarray:
+        return np.isfinite(self.landmarks).all(axis=(1, 2))
+
+
+def detect_track(frames: np.ndarray, landmarker=None) -> FaceTrack:
+    """dlib 68 points on every frame (upsample 0, then 1 when nothing is found).
+
+    A frame without a detection reuses the last found box (faces in aligned crops barely move);
+    frames before the first detection have no landmarks.
+    """
+    from ...face.landmarks import get_landmarker
+
+    landmarker = landmarker or get_landmarker("dlib", upsample=0)
+    n = len(frames)
+    landmarks = np.full((n, 68, 2), np.nan)
+    boxes = np.full((n, 4), np.nan)
+    last = None
+    for i, frame in enumerate(frames):
+        found = landmarker.detect(frame) or landmarker.detect(frame, upsample=1)
+        if found:
+            last = max(found, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))[:4]
+        if last is None:
+            continue
+        boxes[i] = last
+        landmarks[i] = landmarker.landmarks(frame, last)
+    return FaceTrack(landmarks, boxes)
+
+
+@dataclass
+class Clip:
+    """Aligned frames (uint8 [T,H,W,3], same T and size) and the clip's side information."""
+
+    name: str
+    pred: np.ndarray
+    gt: np.ndarray
+    wav: Optional[np.ndarray] = None  # 16 kHz mono driving audio (for LSE)
+    emotion: Optional[str] = None  # intended MEAD emotion (for Acc_emo)
+    source: Optional[np.ndarray] = None  # identity image uint8 [H,W,3] (for CSIM)
+    _tracks: Dict[str, FaceTrack] = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.pred)
+
+    def track(self, which: str) -> FaceTrack:
+        """Landmarks of 'pred', 'gt' or 'source' (detected once, then cached)."""
+        if which not in self._tracks:
+            frames = {"pred": self.pred, "gt": self.gt}.get(which)
+            if which == "source":
+                frames = self.source[None] if self.source is not None else self.gt[:1]
+            self._tracks[which] = detect_track(frames)
+        return self._tracks[which]
+
+    def set_track(self, which: str, track: FaceTrack) -> None:
+        self._tracks[which] = track

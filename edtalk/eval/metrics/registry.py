@@ -1,0 +1,108 @@
+"""The metric registry: what each metric is, which network it needs, and where its weights come from.
+
+Every pretrained network is a local file named by a flag or an environment variable; nothing is
+downloaded.  A metric whose network is missing is *skipped with a reason* (shown in the table),
+never a traceback.  Offline stand-ins (networks that ship inside an installed package, or that
+this project trains) are labelled ``comparable=False``: their numbers are not the paper's metric.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Optional
+
+from ...errors import EDTalkError
+
+
+class MetricUnavailable(EDTalkError):
+    """A metric cannot run here; the message is the one-line reason shown in the table."""
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    key: str
+    label: str  # column header
+    higher_is_better: bool
+    # how per-clip values combine: "frames" (mean over all frames), "clips" (mean of clip means),
+    # "dataset" (one value over every frame, e.g. FID), "percent" (share of correct clips ×100)
+    reduce: str = "clips"
+    fmt: str = "{:.3f}"
+
+    @property
+    def arrow(self) -> str:
+        return "↑" if self.higher_is_better else "↓"
+
+
+METRICS: Dict[str, MetricInfo] = {m.key: m for m in (
+    MetricInfo("psnr", "PSNR", True, "frames"),
+    MetricInfo("ssim", "SSIM", True, "frames"),
+    MetricInfo("lpips", "LPIPS", False, "frames"),
+    MetricInfo("m_lmd", "M-LMD", False, "clips"),
+    MetricInfo("f_lmd", "F-LMD", False, "clips"),
+    MetricInfo("fid", "FID", False, "dataset"),
+    MetricInfo("lse_c", "LSE-C", True, "clips"),
+    MetricInfo("lse_d", "LSE-D", False, "clips"),
+    MetricInfo("acc_emo", "Acc_emo", True, "percent", "{:.2f} %"),
+    MetricInfo("csim", "CSIM", True, "frames"),
+)}
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """One pretrained network the metrics may use: its flag, environment variable and provenance."""
+
+    name: str
+    flag: str
+    env: str
+    metrics: tuple
+    what: str  # what the file is and where the field gets it
+
+
+WEIGHT_SOURCES: Dict[str, WeightSource] = {w.name: w for w in (
+    WeightSource("lpips", "--lpips-weights", "EDTALK_LPIPS_WEIGHTS", ("lpips",),
+                 "torchvision AlexNet ImageNet weights (alexnet-owt-7be5be79.pth; the `lpips` package "
+                 "ships only its linear heads)"),
+    WeightSource("fid", "--fid-weights", "EDTALK_FID_WEIGHTS", ("fid",),
+                 "pytorch-fid's TF-Inception weights (pt_inception-2015-12-05-6726825d.pth, from the "
+                 "pytorch-fid GitHub release); torchvision inception_v3 ImageNet weights also load but are "
+                 "not comparable"),
+    WeightSource("syncnet", "--syncnet", "EDTALK_SYNCNET", ("lse_c", "lse_d"),
+                 "a SyncNet expert (spec §2.10): our saved folder from Training II or Wav2Lip's "
+                 "lipsync_expert.pth; the paper-style LSE uses syncnet_v2 (syncnet_python), not this"),
+    WeightSource("emotion", "--emotion-classifier", "EDTALK_EMOTION_CLASSIFIER", ("acc_emo",),
+                 "a TorchScript 8-way emotion classifier (input [N,3,224,224] RGB in [0,1], logits in "
+                 "MEAD order angry…surprised); the paper uses EAT's Emotion-FAN fine-tuned on MEAD"),
+    WeightSource("arcface", "--arcface", "EDTALK_ARCFACE", ("csim",),
+                 "a TorchScript ArcFace (input [N,3,112,112] RGB in [-1,1] → embeddings), e.g. an "
+                 "insightface iresnet100 export; without it CSIM uses dlib's face-recognition ResNet"),
+)}
+
+
+@dataclass
+class MetricSettings:
+    """Weight paths (None: look at the environment variable) and metric switches."""
+
+    paths: Dict[str, Optional[str]] = field(default_factory=dict)
+    only: Optional[tuple] = None  # metric keys to compute (None: all)
+    device: str = "cpu"
+    max_offset: int = 15  # SyncNet offsets searched, in frames (±)
+
+    def path(self, name: str) -> Optional[Path]:
+        """The configured file for weight source `name`: flag value, else env var, else None."""
+        source = WEIGHT_SOURCES[name]
+        value = self.paths.get(name) or os.environ.get(source.env)
+        return Path(value).expanduser() if value else None
+
+    def require(self, name: str) -> Path:
+        """The configured file, or MetricUnavailable saying which flag/variable and what file."""
+        source = WEIGHT_SOURCES[name]
+        path = self.path(name)
+        if path is None:
+            raise MetricUnavailable(f"no weights: pass {source.flag} or set {source.env} ({source.what})")
+        if not path.exists():
+            raise MetricUnavailable(f"{source.flag}/{source.env} points to a missing file: {path}")
+        return path
+
+    def wants(self, *keys: str) -> bool:
+        return self.only is None or any(k in self.only for k in keys)

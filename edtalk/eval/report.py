@@ -1,0 +1,169 @@
+"""Evaluation outputs: per-clip CSV, JSON summary, a markdown table in the paper's layout, PNG plots.
+
+Every file is written to a temporary name and renamed, so an interrupted run leaves no half file.
+Values from stand-in networks carry a † and a footnote ("not comparable to the paper"); skipped
+metrics show "—" with their reason.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from ..data.layout import EMOTIONS
+from .metrics import METRICS
+
+# The paper's numbers (spec §9; MEAD unless noted, [S]): the reference rows of the table.
+PAPER_ROWS = {
+    "mead": {
+        "EDTalk-A (paper)": {"psnr": 21.628, "ssim": 0.722, "m_lmd": 1.537, "fid": 17.698, "acc_emo": 67.32},
+        "EDTalk-V (paper)": {"psnr": 22.771, "ssim": 0.769, "m_lmd": 1.102, "fid": 15.548, "acc_emo": 68.85},
+    },
+    "hdtf": {
+        "EDTalk-A (paper)": {"psnr": 25.156},
+        "EDTalk-V (paper)": {"psnr": 26.504},
+    },
+}
+# Column order: the paper's MEAD table first, then the metrics it does not report.
+COLUMNS = ("psnr", "ssim", "m_lmd", "fid", "acc_emo", "lpips", "f_lmd", "lse_c", "lse_d", "csim")
+CSV_EXTRA = ("name", "frames", "emotion", "emo_pred", "av_offset")
+
+
+def _atomic_write(path: Path, data) -> Path:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if isinstance(data, bytes):
+        tmp.write_bytes(data)
+    else:
+        tmp.write_text(data)
+    os.replace(tmp, path)
+    return path
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return ""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def write_csv(rows: List[dict], path) -> Path:
+    keys = list(CSV_EXTRA[:3]) + [k for k in METRICS if any(k in r for r in rows)]
+    keys += [k for k in CSV_EXTRA[3:] if any(k in r for r in rows)]
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(keys)
+    for r in rows:
+        writer.writerow([_fmt(r.get(k)) for k in keys])
+    return _atomic_write(path, buf.getvalue())
+
+
+def write_json(summary: Dict[str, dict], meta: dict, path) -> Path:
+    return _atomic_write(path, json.dumps({"metrics": summary, **meta}, indent=2, default=str))
+
+
+def markdown_table(summary: Dict[str, dict], kind: str, label: str = "this run", notes: Optional[List[str]] = None) -> str:
+    """The paper's layout: one row per method, paper rows first, ours last; † = not comparable."""
+    head = "| method | " + " | ".join(f"{METRICS[k].label} {METRICS[k].arrow}" for k in COLUMNS) + " |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 1)]
+    for method, values in PAPER_ROWS.get(kind, {}).items():
+        cells = [METRICS[k].fmt.format(values[k]) if k in values else "" for k in COLUMNS]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    cells, skipped = [], {}
+    for k in COLUMNS:
+        entry = summary.get(k, {})
+        if entry.get("ok") and entry.get("value") is not None:
+            mark = "" if entry.get("comparable") else "†"
+            cells.append(METRICS[k].fmt.format(entry["value"]) + mark)
+        else:
+            cells.append("—")
+            skipped.setdefault(entry.get("reason") or "not computed", []).append(METRICS[k].label)
+    footnotes = [f"- {', '.join(labels)}: skipped — {reason}" for reason, labels in skipped.items()]
+    lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    stand_ins = [f"- {METRICS[k].label}†: {summary[k]['network']} — not comparable to the paper"
+                 for k in COLUMNS if summary.get(k, {}).get("ok") and not summary[k].get("comparable")]
+    out = "\n".join(lines) + "\n"
+    if kind not in PAPER_ROWS:
+        out += "\nNo paper numbers for this data (the paper reports MEAD and HDTF).\n"
+    if stand_ins or footnotes or notes:
+        out += "\n" + "\n".join(stand_ins + footnotes + [f"- note: {n}" for n in (notes or [])]) + "\n"
+    return out
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_distributions(rows: List[dict], path) -> Optional[Path]:
+    """One box plot (with every clip as a dot) per per-clip metric."""
+    keys = [k for k in COLUMNS if METRICS[k].reduce in ("frames", "clips") and any(r.get(k) is not None for r in rows)]
+    if not keys:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(keys), figsize=(2.2 * len(keys) + 1, 3.2), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        values = [r[key] for r in rows if r.get(key) is not None]
+        ax.boxplot(values, widths=0.5, showfliers=False)
+        ax.scatter(np.random.default_rng(0).normal(1, 0.04, len(values)), values, s=8, alpha=0.6)
+        ax.set_title(f"{METRICS[key].label} {METRICS[key].arrow}")
+        ax.set_xticks([])
+    fig.suptitle(f"per-clip distributions ({len(rows)} clips)")
+    fig.tight_layout()
+    return _save_fig(fig, path)
+
+
+def plot_per_emotion(rows: List[dict], path) -> Optional[Path]:
+    """Bars per MEAD emotion for each per-clip metric (MEAD names only)."""
+    emotions = [e for e in EMOTIONS if any(r.get("emotion") == e for r in rows)]
+    keys = [k for k in COLUMNS if METRICS[k].reduce != "dataset" and any(r.get(k) is not None for r in rows)]
+    if not emotions or not keys:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(keys), figsize=(2.8 * len(keys) + 1, 3.4), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        means = []
+        for e in emotions:
+            vals = [r[key] for r in rows if r.get("emotion") == e and r.get(key) is not None]
+            means.append(np.mean(vals) * (100 if METRICS[key].reduce == "percent" else 1) if vals else np.nan)
+        ax.bar(range(len(emotions)), means, color="tab:blue")
+        ax.set_xticks(range(len(emotions)), [e[:4] for e in emotions], rotation=60, fontsize=8)
+        ax.set_title(f"{METRICS[key].label} {METRICS[key].arrow}")
+    fig.suptitle("per emotion")
+    fig.tight_layout()
+    return _save_fig(fig, path)
+
+
+def _save_fig(fig, path) -> Path:
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    _plt().close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def write_report(result, out_dir, label: str = "this run", meta: Optional[dict] = None) -> Dict[str, Path]:
+    """per_clip.csv, summary.json, table.md, per_clip.png and (MEAD) per_emotion.png in `out_dir`."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table = markdown_table(result.summary, result.kind, label, result.notes)
+    files = {
+        "csv": write_csv(result.rows, out / "per_clip.csv"),
+        "json": write_json(result.summary, {"kind": result.kind, "label": label, "clips": len(result.rows),
+                                            "notes": result.notes, **(meta or {})}, out / "summary.json"),
+        "table": _atomic_write(out / "table.md", table),
+    }
+    for name, fn in (("distributions", plot_distributions), ("per_emotion", plot_per_emotion)):
+        path = fn(result.rows, out / ("per_clip.png" if name == "distributions" else "per_emotion.png"))
+        if path is not None:
+            files[name] = path
+    return files
