@@ -50,6 +50,10 @@ def _add_generate_args(p: argparse.ArgumentParser) -> None:
     pre.add_argument("--paste-back", action="store_true", help="paste the generated face back into the full frame")
     pre.add_argument("--face-backend", default="dlib", choices=["dlib", "face_alignment", "mediapipe"],
                      help="face detector + 68-point landmarks (default: dlib, ships its weights)")
+    pre.add_argument("--face-sr", action="store_true",
+                     help="restore the faces with GFPGAN, x2 (256 -> 512); needs pip install 'edtalk[face-sr]'")
+    pre.add_argument("--face-sr-weights", metavar="FILE",
+                     help="local GFPGAN weights, e.g. GFPGANv1.4.pth (default: $EDTALK_GFPGAN_WEIGHTS; never downloaded)")
 
     run = p.add_argument_group("execution")
     run.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
@@ -100,6 +104,7 @@ def _cmd_generate(args) -> int:
         checkpoint_dir=args.checkpoint_dir, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
         crop=args.crop, paste_back=args.paste_back, legacy_normalize=args.legacy_normalize, smoothing=args.smoothing,
         parity=args.parity, save_frames=args.save_frames, face_backend=args.face_backend, progress=not args.quiet,
+        face_sr=args.face_sr, face_sr_weights=args.face_sr_weights,
     )
     keep_freed_memory()  # reuse activation buffers across frames (glibc); ~15% faster on CPU
     result = generate(opts)

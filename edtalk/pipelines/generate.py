@@ -61,6 +61,8 @@ class GenerateOptions:
     save_frames: Optional[str] = None
     face_backend: str = "dlib"
     progress: bool = True
+    face_sr: bool = False  # GFPGAN x2 on every output frame (edtalk.face.restore)
+    face_sr_weights: Optional[str] = None  # None: $EDTALK_GFPGAN_WEIGHTS
 
 
 @dataclass
@@ -331,6 +333,10 @@ class GenerationResult:
 
 def generate(opts: GenerateOptions, model=None, audio2lip=None) -> GenerationResult:
     """Run one generation end to end and write `opts.out` atomically (no partial file on error)."""
+    if opts.face_sr:  # a missing gfpgan package or weights file fails before any work
+        from ..face.restore import check_face_restoration
+
+        check_face_restoration(opts.face_sr_weights)
     mode = mode_of(opts)
     out = Path(opts.out)
     _check_output_path(out)

@@ -1,0 +1,103 @@
+"""Optional GFPGAN face restoration: clear errors when unusable, and the plumbing around the network."""
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from PIL import Image
+
+from edtalk.cli import main
+from edtalk.errors import InputError
+from edtalk.face import restore
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(tmp_path / "face.png")
+    t = np.arange(16000) / 16000
+    sf.write(tmp_path / "speech.wav", (0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32), 16000)
+    return tmp_path
+
+
+def run_cli_error(capsys, inputs, *extra):
+    out = inputs / "out.mp4"
+    # An empty checkpoint folder: an error about it would mean work started before the check.
+    rc = main(["generate", "--source", str(inputs / "face.png"), "--audio", str(inputs / "speech.wav"), "--no-crop",
+               "--quiet", "--checkpoint-dir", str(inputs / "no_checkpoints"), "--out", str(out), "--face-sr", *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and not out.exists()
+    assert len(err) == 1 and err[0].startswith("edtalk: error: "), err
+    return err[0]
+
+
+def test_missing_package_is_one_error_before_any_work(capsys, inputs, monkeypatch):
+    monkeypatch.setattr(restore, "gfpgan_available", lambda: False)
+    weights = inputs / "GFPGANv1.4.pth"
+    weights.write_bytes(b"x")
+    msg = run_cli_error(capsys, inputs, "--face-sr-weights", str(weights))
+    assert "gfpgan package" in msg and "edtalk[face-sr]" in msg
+
+
+def test_missing_weights_are_one_error_before_any_work(capsys, inputs, monkeypatch):
+    monkeypatch.setattr(restore, "gfpgan_available", lambda: True)
+    monkeypatch.delenv(restore.WEIGHTS_ENV, raising=False)
+    msg = run_cli_error(capsys, inputs)
+    assert "--face-sr-weights" in msg and restore.WEIGHTS_ENV in msg
+    msg = run_cli_error(capsys, inputs, "--face-sr-weights", str(inputs / "nope.pth"))
+    assert "GFPGAN weights not found" in msg and "nope.pth" in msg
+    monkeypatch.setenv(restore.WEIGHTS_ENV, str(inputs / "env.pth"))
+    assert "env.pth" in run_cli_error(capsys, inputs)
+
+
+def test_weights_come_from_the_flag_else_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setattr(restore, "gfpgan_available", lambda: True)
+    flag, env = tmp_path / "flag.pth", tmp_path / "env.pth"
+    flag.write_bytes(b"x")
+    env.write_bytes(b"x")
+    monkeypatch.setenv(restore.WEIGHTS_ENV, str(env))
+    assert restore.check_face_restoration(str(flag)) == flag
+    assert restore.check_face_restoration(None) == env
+
+
+class NegativeNet(torch.nn.Module):
+    """Stands in for GFPGAN: records its inputs, returns the negative image (as GFPGAN, a tuple)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x, return_rgb=False):
+        self.seen.append((tuple(x.shape), x.dtype, float(x.min()), float(x.max())))
+        return -x, None
+
+
+@pytest.fixture
+def stub_restorer(tmp_path, monkeypatch):
+    monkeypatch.setattr(restore, "gfpgan_available", lambda: True)
+    net = NegativeNet()
+    monkeypatch.setattr(restore, "load_gfpgan", lambda path: net)
+    weights = tmp_path / "GFPGANv1.4.pth"
+    weights.write_bytes(b"x")
+    return restore.FaceRestorer(str(weights), batch_size=2), net
+
+
+@pytest.mark.parametrize("size", [256, 64])
+def test_restorer_plumbing_shapes_dtype_and_frame_order(stub_restorer, size):
+    restorer, net = stub_restorer
+    levels = np.array([0, 40, 128, 200, 255], dtype=np.uint8)  # one flat grey per frame
+    frames = np.broadcast_to(levels[:, None, None, None], (5, size, size, 3)).copy()
+    frames[:, : size // 2, :, 0] = 10  # a top half that differs, to catch flips and transposes
+    out = restorer(frames)
+    assert out.shape == (5, 2 * size, 2 * size, 3) and out.dtype == np.uint8
+    # The network saw 512² RGB in [-1, 1], two frames at a time, in order.
+    assert [s[0] for s in net.seen] == [(2, 3, 512, 512), (2, 3, 512, 512), (1, 3, 512, 512)]
+    assert all(s[1] == torch.float32 and -1 <= s[2] and s[3] <= 1 for s in net.seen)
+    # The negative image comes back, frame i from frame i (exact on the flat areas).
+    np.testing.assert_array_equal(out[:, -1, -1, 1], 255 - levels)
+    np.testing.assert_array_equal(out[:, 0, 0, 0], np.full(5, 245))
+    np.testing.assert_array_equal(out[:, -1, -1, 0], 255 - levels)
+
+
+def test_restorer_rejects_float_frames(stub_restorer):
+    restorer, _ = stub_restorer
+    with pytest.raises(InputError, match="uint8"):
+        restorer(np.zeros((1, 8, 8, 3), np.float32))
