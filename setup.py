@@ -19,6 +19,7 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["edtalk", "edtalk.*"]),
     install_requires=requirements,
-    extras_require={"test": ["pytest>=7"], "mediapipe": ["mediapipe"], "face-alignment": ["face-alignment"]},
+    extras_require={"test": ["pytest>=7"], "mediapipe": ["mediapipe"], "face-alignment": ["face-alignment"],
+                    "face-sr": ["gfpgan"]},
     entry_points={"console_scripts": ["edtalk=edtalk.cli:main"]},
 )
