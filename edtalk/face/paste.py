@@ -130,12 +130,24 @@ def _sampling_plan(params: CropParams, size: int, frame_shape, mask: np.ndarray)
     x1, y1 = min(x1, width - 1), min(y1, height - 1)
     if x0 > x1 or y0 > y1:
         return None
-    ys, xs = np.mgrid[y0:y1 + 1, x0:x1 + 1]
-    ys, xs = ys.ravel(), xs.ravel()
-    uv = apply(np.linalg.inv(to_frame), np.stack([xs, ys], axis=1).astype(np.float64))
-    in_crop = ((uv >= -0.5) & (uv <= size - 0.5)).all(axis=1)
+    # Frame pixel → crop coordinates, by broadcasting the affine map over the region's axes.
+    to_crop = np.linalg.inv(to_frame)
+    cols_f, rows_f = np.arange(x0, x1 + 1, dtype=np.float64), np.arange(y0, y1 + 1, dtype=np.float64)
+    u = to_crop[0, 0] * cols_f[None, :] + to_crop[0, 1] * rows_f[:, None] + to_crop[0, 2]
+    v = to_crop[1, 0] * cols_f[None, :] + to_crop[1, 1] * rows_f[:, None] + to_crop[1, 2]
+    in_crop = ((u >= -0.5) & (u <= size - 0.5) & (v >= -0.5) & (v <= size - 0.5)).ravel()
+    ys, xs = np.divmod(np.flatnonzero(in_crop), x1 - x0 + 1)
+    ys, xs = ys + y0, xs + x0
+    uv = np.stack([u.ravel()[in_crop], v.ravel()[in_crop]], axis=1)
+    # Only pixels whose bilinear taps can touch the mask (its 3×3-dilated support, nearest pixel).
+    from scipy.ndimage import binary_dilation
+
+    support = binary_dilation(mask > 0, np.ones((3, 3), bool))
+    near = np.clip(np.rint(uv), 0, size - 1).astype(int)
+    touch = support[near[:, 1], near[:, 0]]
+    ys, xs, uv = ys[touch], xs[touch], uv[touch]
     taps, weights = _bilinear_taps(uv, size)
-    alpha = sum(w[:, 0] * mask[v, u] for (v, u), w in zip(taps, weights)) * in_crop
+    alpha = sum(w[:, 0] * mask[v, u] for (v, u), w in zip(taps, weights))
     keep = alpha > 0
     taps = [(v[keep], u[keep]) for v, u in taps]
     weights = [w[keep].astype(np.float32) for w in weights]
