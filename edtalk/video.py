@@ -11,7 +11,7 @@ import re
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import Iterator, Optional, Tuple, Union
 
 import numpy as np
 
@@ -27,52 +27,101 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def _downscale_filter(max_side: int) -> list:
-    """ffmpeg filter: shrink so the longer side is at most max_side (even sizes, aspect kept)."""
-    w = f"if(gte(iw,ih),min(iw,{max_side}),-2)"
-    h = f"if(gte(iw,ih),-2,min(ih,{max_side}))"
-    return ["-vf", f"scale='{w}':'{h}':flags=area"]
+def _decode_filters(max_side: Optional[int], fps: Optional[float]) -> list:
+    """ffmpeg -vf chain: resample by presentation timestamps, then shrink.
+
+    `fps=N:round=up` gives output frame j the input frame on screen at time j/N (nearest earlier),
+    so variable-frame-rate (phone) clips land at the right times; ffmpeg applies the stream's
+    rotation (display matrix) before these filters (autorotate is on by default).
+    """
+    chain = []
+    if fps:
+        chain.append(f"fps={fps:g}:round=up")
+    if max_side:
+        w = f"if(gte(iw,ih),min(iw,{max_side}),-2)"
+        h = f"if(gte(iw,ih),-2,min(ih,{max_side}))"
+        chain.append(f"scale='{w}':'{h}':flags=area")
+    return ["-vf", ",".join(chain)] if chain else []
+
+
+class VideoReader:
+    """Decode a video batch by batch (RGB uint8 [n,H,W,3]); nothing is held beyond one batch.
+
+    `fps` resamples by timestamps (None keeps every decoded frame); `max_side` lets ffmpeg scale
+    large videos down while decoding (memory: a 1080p frame is 6 MB).
+    """
+
+    def __init__(self, path: PathLike, max_side: Optional[int] = None, fps: Optional[float] = None):
+        import logging
+
+        import imageio_ffmpeg
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise InputError(f"video not found: {self.path}")
+        # imageio-ffmpeg logs a warning whenever the output size differs from the source: intended here.
+        logging.getLogger("imageio_ffmpeg").setLevel(logging.ERROR)
+        try:
+            self._reader = imageio_ffmpeg.read_frames(str(self.path), pix_fmt="rgb24",
+                                                      output_params=_decode_filters(max_side, fps) or None)
+            meta = next(self._reader)
+        except (OSError, RuntimeError, StopIteration, KeyError) as exc:
+            raise self._error(exc) from None
+        self.width, self.height = meta["size"]
+        self.fps = float(fps or meta.get("fps") or FPS)
+
+    def _error(self, exc) -> InputError:
+        text = str(exc).strip()
+        return InputError(f"cannot read video {self.path}: {text.splitlines()[-1] if text else exc}")
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def batches(self, size: int = 16, max_frames: Optional[int] = None) -> Iterator[np.ndarray]:
+        """Consecutive frames, `size` at a time (the last batch may be shorter)."""
+        batch, count = [], 0
+        try:
+            for raw in self._reader:
+                batch.append(np.frombuffer(raw, dtype=np.uint8).reshape(self.height, self.width, 3))
+                count += 1
+                if len(batch) == size:
+                    yield np.stack(batch)
+                    batch = []
+                if max_frames is not None and count >= max_frames:
+                    break
+        except (OSError, RuntimeError) as exc:
+            raise self._error(exc) from None
+        finally:
+            self._reader.close()
+        if batch:
+            yield np.stack(batch)
+        if count == 0:
+            raise InputError(f"video has no frames: {self.path}")
+
+
+def iter_video(path: PathLike, batch: int = 16, max_side: Optional[int] = None,
+               fps: Optional[float] = FPS) -> Iterator[np.ndarray]:
+    """Frame batches of a video, resampled to `fps` by timestamps (25 by default)."""
+    return VideoReader(path, max_side=max_side, fps=fps).batches(batch)
 
 
 def read_video(path: PathLike, max_frames: Optional[int] = None,
-               max_side: Optional[int] = None) -> Tuple[np.ndarray, float]:
-    """Decode a video to RGB uint8 frames [T,H,W,3]; returns (frames, fps).
+               max_side: Optional[int] = None, fps: Optional[float] = None) -> Tuple[np.ndarray, float]:
+    """Decode a whole video to RGB uint8 frames [T,H,W,3]; returns (frames, fps).
 
-    `max_side` lets ffmpeg scale large videos down while decoding (memory: a 1080p frame is 6 MB).
+    `fps` resamples by presentation timestamps (None: every decoded frame at the nominal rate).
     """
-    import logging
-
-    import imageio_ffmpeg
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"video not found: {path}")
-    # imageio-ffmpeg logs a warning whenever the output size differs from the source: intended here.
-    logging.getLogger("imageio_ffmpeg").setLevel(logging.ERROR)
-    try:
-        reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24",
-                                            output_params=_downscale_filter(max_side) if max_side else None)
-        meta = next(reader)
-        width, height = meta["size"]
-        frames = []
-        for raw in reader:
-            frames.append(np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3))
-            if max_frames is not None and len(frames) >= max_frames:
-                reader.close()
-                break
-    except (OSError, RuntimeError, StopIteration, KeyError) as exc:
-        raise InputError(f"cannot read video {path}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}") from None
-    if not frames:
-        raise InputError(f"video has no frames: {path}")
-    fps = float(meta.get("fps") or FPS)
-    return np.stack(frames), fps
+    reader = VideoReader(path, max_side=max_side, fps=fps)
+    frames = np.concatenate(list(reader.batches(64, max_frames)))
+    return frames[:max_frames] if max_frames else frames, reader.fps
 
 
 def resample_indices(num_frames: int, fps_in: float, fps_out: float = FPS) -> np.ndarray:
-    """Source frame index for each output frame when converting fps_in → fps_out.
+    """Source frame index for each output frame when converting a constant fps_in → fps_out.
 
     Output frame j shows the source frame on screen at time j/fps_out (nearest-earlier, like
-    ffmpeg's fps filter with round=down); the output spans the same duration.
+    ffmpeg's `fps=…:round=up`, which the decoders use on real timestamps); the output spans the
+    same duration.
     """
     if num_frames <= 0:
         return np.zeros(0, dtype=np.int64)
@@ -84,7 +133,7 @@ def resample_indices(num_frames: int, fps_in: float, fps_out: float = FPS) -> np
 
 
 def resample_fps(frames: np.ndarray, fps_in: float, fps_out: float = FPS) -> np.ndarray:
-    """Resample a frame sequence to fps_out by frame selection (keeps the duration)."""
+    """Resample a constant-rate frame sequence to fps_out by frame selection (keeps the duration)."""
     return frames[resample_indices(len(frames), fps_in, fps_out)]
 
 
@@ -93,6 +142,103 @@ def _write_wav(path: PathLike, audio: np.ndarray, sample_rate: int) -> None:
 
     pcm = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
     wavfile.write(str(path), sample_rate, (pcm * 32767.0).astype(np.int16))
+
+
+class VideoWriter:
+    """Stream uint8 RGB frames [n,H,W,3] into an H.264 (yuv420p) MP4 through ffmpeg's stdin.
+
+    Frames go to ffmpeg as they come (nothing is held). `audio` is a media file whose first audio
+    stream is encoded as AAC at its own sample rate and channel count (`audio_bitrate`), or a mono
+    float array at `sample_rate`. With `num_frames` the sound is cut or padded with silence to
+    exactly num_frames/fps seconds. The file is written beside the target and renamed only when
+    ffmpeg succeeded (`close`); `abort` (or an exception inside `with`) leaves no output.
+    """
+
+    def __init__(self, path: PathLike, width: int, height: int, fps: float = FPS,
+                 audio: Union[None, PathLike, np.ndarray] = None, sample_rate: int = 16000,
+                 num_frames: Optional[int] = None, crf: int = 18, audio_bitrate: str = "192k"):
+        self.path = Path(path)
+        if not self.path.parent.exists():
+            raise InputError(f"output folder does not exist: {self.path.parent}")
+        if not os.access(self.path.parent, os.W_OK):
+            raise InputError(f"output folder is not writable: {self.path.parent}")
+        self.size = (int(height), int(width))
+        self.pad = (self.size[0] % 2, self.size[1] % 2)  # yuv420p needs even sizes: pad by one pixel
+        self.frames_written = 0
+        self._tmp = tempfile.TemporaryDirectory(dir=self.path.parent, prefix=".edtalk-")
+        self._tmp_out = Path(self._tmp.name) / ("out" + (self.path.suffix or ".mp4"))
+        if isinstance(audio, np.ndarray):
+            wav = Path(self._tmp.name) / "audio.wav"
+            _write_wav(wav, audio, sample_rate)
+            audio = wav
+        out_h, out_w = self.size[0] + self.pad[0], self.size[1] + self.pad[1]
+        cmd = [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+               "-s", f"{out_w}x{out_h}", "-r", f"{fps}", "-i", "-"]
+        if audio is not None:
+            cmd += ["-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", audio_bitrate,
+                    "-af", "apad"]  # pad short sound with silence, then cut to the video's length
+            cmd += ["-t", f"{num_frames / fps:.6f}"] if num_frames else ["-shortest"]
+        cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf), "-movflags", "+faststart",
+                str(self._tmp_out)]
+        self._err = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=self._err)
+
+    def write(self, frames: np.ndarray) -> None:
+        frames = np.asarray(frames)
+        if frames.ndim == 3:
+            frames = frames[None]
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or \
+                tuple(frames.shape[1:3]) != self.size:
+            raise ValueError(f"frames must be uint8 [n,{self.size[0]},{self.size[1]},3], got {frames.dtype} {frames.shape}")
+        if any(self.pad):
+            frames = np.pad(frames, ((0, 0), (0, self.pad[0]), (0, self.pad[1]), (0, 0)), mode="edge")
+        try:
+            self._proc.stdin.write(np.ascontiguousarray(frames).tobytes())
+        except BrokenPipeError:
+            pass  # ffmpeg died: close() reports its error
+        self.frames_written += len(frames)
+
+    def close(self) -> Path:
+        """Finish the file and move it into place; EDTalkError if ffmpeg failed."""
+        try:
+            try:
+                self._proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            code = self._proc.wait()
+            self._err.seek(0)
+            err = self._err.read().decode(errors="replace").strip()
+            if code != 0 or self.frames_written == 0:
+                reason = err.splitlines()[-1] if err else ("no frames" if not self.frames_written else "unknown error")
+                raise EDTalkError(f"ffmpeg failed writing {self.path}: {reason}")
+            os.replace(self._tmp_out, self.path)
+        finally:
+            self._cleanup()
+        return self.path
+
+    def abort(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        for stream in (self._proc.stdin, self._err):
+            try:
+                stream.close()
+            except (OSError, BrokenPipeError):
+                pass
+        self._tmp.cleanup()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+        return False
 
 
 def write_video(
@@ -105,56 +251,38 @@ def write_video(
 ) -> Path:
     """Write uint8 RGB frames [T,H,W,3] as H.264 (yuv420p) MP4, optionally with AAC audio.
 
-    `audio` is a path to any audio file ffmpeg reads, or a mono float array in [-1,1] at
-    `sample_rate`. The audio is trimmed to the video's duration. Even frame sizes are required
-    by yuv420p; odd sizes are padded by one pixel.
+    `audio` is a path to any media file ffmpeg reads (kept at its own rate and channels), or a
+    mono float array in [-1,1] at `sample_rate`; it is cut or padded to the video's duration.
+    Odd frame sizes are padded by one pixel.
     """
-    path = Path(path)
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
         raise ValueError(f"frames must be a non-empty uint8 array [T,H,W,3], got {frames.dtype} {frames.shape}")
-    if not path.parent.exists():
-        raise InputError(f"output folder does not exist: {path.parent}")
-    if not os.access(path.parent, os.W_OK):
-        raise InputError(f"output folder is not writable: {path.parent}")
-    pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
-    if pad_h or pad_w:
-        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-    height, width = frames.shape[1:3]
+    with VideoWriter(path, frames.shape[2], frames.shape[1], fps, audio, sample_rate, len(frames), crf) as writer:
+        writer.write(frames)
+    return Path(path)
 
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".edtalk-") as tmp:
-        cmd = [ffmpeg_exe(), "-y", "-loglevel", "error",
-               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", f"{fps}", "-i", "-"]
-        if audio is not None:
-            if isinstance(audio, np.ndarray):
-                wav = Path(tmp) / "audio.wav"
-                _write_wav(wav, audio, sample_rate)
-                audio = wav
-            cmd += ["-i", str(audio)]
-        cmd += ["-map", "0:v:0"]
-        if audio is not None:
-            cmd += ["-map", "1:a:0", "-c:a", "aac", "-b:a", "128k", "-shortest"]
-        tmp_out = Path(tmp) / ("out" + (path.suffix or ".mp4"))
-        cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf), "-movflags", "+faststart", str(tmp_out)]
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            proc.stdin.write(np.ascontiguousarray(frames).tobytes())
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        err = proc.stderr.read().decode(errors="replace")
-        proc.stderr.close()
-        if proc.wait() != 0:
-            raise EDTalkError(f"ffmpeg failed writing {path}: {err.strip().splitlines()[-1] if err.strip() else 'unknown error'}")
-        os.replace(tmp_out, path)
-    return path
+
+def probe_audio(path: PathLike) -> dict:
+    """The first audio stream of a media file, decoded: {'sample_rate', 'channels', 'samples', 'duration'}."""
+    info = probe_video(path)
+    if not info["audio"]:
+        raise InputError(f"{path} has no audio track")
+    proc = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:a:0", "-f", "f32le",
+                           "-acodec", "pcm_f32le", "-"], capture_output=True)
+    if proc.returncode != 0:
+        raise InputError(f"cannot decode audio from {path}")
+    rate, channels = info["sample_rate"], info["channels"]
+    samples = len(proc.stdout) // (4 * channels)
+    return {"sample_rate": rate, "channels": channels, "samples": samples, "duration": samples / rate}
 
 
 def probe_video(path: PathLike) -> dict:
     """Exact facts of a media file from one ffmpeg stream copy (no decoding).
 
-    Returns {'frames', 'fps', 'width', 'height', 'duration', 'audio', 'video',
-    'num_video_streams', 'num_audio_streams'}; InputError if ffmpeg cannot read it.
+    Returns {'frames', 'fps', 'width', 'height', 'duration', 'audio', 'video', 'num_video_streams',
+    'num_audio_streams', 'sample_rate', 'channels'} (the last two of the first audio stream; 0 without
+    one); InputError if ffmpeg cannot read it.
     """
     proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostats", "-i", str(path), "-map", "0:v:0?",
                            "-c", "copy", "-f", "null", "-", "-progress", "pipe:1"],
@@ -175,6 +303,13 @@ def probe_video(path: PathLike) -> dict:
             info["width"], info["height"] = int(size.group(1)), int(size.group(2))
         if fps:
             info["fps"] = float(fps.group(1))
+    sound = [line for line in streams if "Audio:" in line]
+    info["sample_rate"], info["channels"] = 0, 0
+    if sound:
+        rate = re.search(r"(\d+) Hz, ([^,]+)", sound[0])
+        if rate:
+            info["sample_rate"] = int(rate.group(1))
+            info["channels"] = _channel_count(rate.group(2).strip())
     duration = re.search(r"Duration: (\d+):(\d+):([0-9.]+)", source)
     if duration:
         h, m, sec = duration.groups()
@@ -183,3 +318,12 @@ def probe_video(path: PathLike) -> dict:
     if frames:
         info["frames"] = int(frames[-1])
     return info
+
+
+def _channel_count(layout: str) -> int:
+    """ffmpeg's channel layout name → channel count ('mono', 'stereo', '5.1(side)', '3 channels')."""
+    named = {"mono": 1, "stereo": 2, "2.1": 3, "quad": 4, "5.0": 5, "5.1": 6, "6.1": 7, "7.1": 8}
+    match = re.match(r"(\d+) channels", layout)
+    if match:
+        return int(match.group(1))
+    return named.get(layout.split("(")[0], 0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -184,38 +184,70 @@ def face_tube(frames: np.ndarray, landmarker: Union[str, FaceLandmarker, None] =
         (crops uint8 [T,size,size,3], TubeCrop).
     """
     frames = _check_frames(frames)
-    if pad_mode not in ("constant", "edge"):
-        raise InputError(f"pad_mode must be 'constant' or 'edge', got {pad_mode!r}")
+    _check_pad_mode(pad_mode)
     backend = get_landmarker(landmarker or "dlib")
     if upsample is None and backend.name == "dlib":
         upsample = _pick_upsample(frames, backend, max_side)
     detections = detect_frames(frames, backend, detect_every, max_side, upsample)
+    params = tube_from_detections(detections, frames.shape[1:3], size, backend.name, enlarge, max_gap, box_scale)
+    return crop_tube(frames, params, pad_mode), params
+
+
+def _check_pad_mode(pad_mode: str) -> None:
+    if pad_mode not in ("constant", "edge"):
+        raise InputError(f"pad_mode must be 'constant' or 'edge', got {pad_mode!r}")
+
+
+def tube_from_detections(detections: Sequence[Optional[Sequence[Box]]], frame_shape: Tuple[int, int],
+                         size: int = 256, backend_name: str = "dlib", enlarge: float = ENLARGE,
+                         max_gap: int = 12, box_scale: Optional[Tuple[float, float]] = None) -> TubeCrop:
+    """Per-frame face boxes (frame coordinates) → the clip's square tube box (§7.2 steps 2–3)."""
+    count = len(detections)
     tubes = track_faces(detections, max_gap=max_gap)
     if not tubes:
-        raise FaceNotFoundError(f"no face found in any of the {len(frames)} video frames; "
+        raise FaceNotFoundError(f"no face found in any of the {count} video frames; "
                                 "use a clip with a visible frontal face, or disable cropping")
     tube = max(tubes, key=lambda t: (t.end - t.start + 1, len(t.rows)))
-
-    count = len(frames)
     table = np.full((count, 5), np.nan)  # one row per frame (bug 11)
     for i, row in tube.rows.items():
         table[i] = row
     track = fill_track(table)[:, :4]
     if tube.end - tube.start + 1 < 0.5 * count:
         warnings.warn(f"face tracked in frames {tube.start}–{tube.end} only, of {count}; "
-                      "the same box is used for the other frames", stacklevel=2)
+                      "the same box is used for the other frames", stacklevel=3)
 
     union = (track[:, 0].min(), track[:, 1].min(), track[:, 2].max(), track[:, 3].max())
-    sx, sy = box_scale or BOX_SCALE.get(backend.name, (1.0, 1.0))
+    sx, sy = box_scale or BOX_SCALE.get(backend_name, (1.0, 1.0))
     box = square_box(enlarge_box(scale_box(union, sx, sy), enlarge))
-    crops = resize_crops([cut_box(f, box, pad_mode) for f in frames], size)
-
     side = box[2] - box[0]
     k = side / float(size)
     matrix = np.array([[k, 0.0, box[0] + 0.5 * k - 0.5], [0.0, k, box[1] + 0.5 * k - 0.5], [0.0, 0.0, 1.0]])
-    params = TubeCrop(matrix=matrix, size=int(size), frame_shape=tuple(frames.shape[1:3]), box=box,
-                      track=track, start=tube.start, end=tube.end)
-    return crops, params
+    return TubeCrop(matrix=matrix, size=int(size), frame_shape=tuple(frame_shape), box=box,
+                    track=track, start=tube.start, end=tube.end)
+
+
+def crop_tube(frames: Sequence[np.ndarray], params: TubeCrop, pad_mode: str = "constant") -> np.ndarray:
+    """Cut the tube box from each frame and resize to the tube's size: uint8 [n,size,size,3]."""
+    return resize_crops([cut_box(f, params.box, pad_mode) for f in frames], params.size)
+
+
+def stream_face_tube(batches: Iterable[np.ndarray], frame_shape: Tuple[int, int],
+                     landmarker: Union[str, FaceLandmarker, None] = None, size: int = 256,
+                     enlarge: float = ENLARGE, max_gap: int = 12,
+                     box_scale: Optional[Tuple[float, float]] = None, upsample: int = 0) -> TubeCrop:
+    """First pass of the two-pass tube: detect on streamed (downscaled) frame batches, keep only
+    the boxes, and return the tube for frames of `frame_shape` (H, W) — the frames the second
+    pass will crop. Memory stays one batch however long the clip is."""
+    backend = get_landmarker(landmarker or "dlib")
+    detections: List[Optional[List[Box]]] = []
+    kwargs = {"upsample": upsample} if backend.name == "dlib" else {}
+    for batch in batches:
+        sy, sx = frame_shape[0] / batch.shape[1], frame_shape[1] / batch.shape[2]
+        for frame in batch:
+            small, back = _downscale(frame, DETECT_MAX_SIDE)
+            detections.append([(b[0] * back * sx, b[1] * back * sy, b[2] * back * sx, b[3] * back * sy, b[4])
+                               for b in backend.detect(small, **kwargs)])
+    return tube_from_detections(detections, frame_shape, size, backend.name, enlarge, max_gap, box_scale)
 
 
 def _pick_upsample(frames: np.ndarray, backend: FaceLandmarker, max_side: int, probes: int = 5) -> int:

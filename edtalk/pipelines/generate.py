@@ -7,9 +7,14 @@ Modes (picked from the inputs):
 Pose comes from a video or is held `fixed` at the source's own pose; expression from a video, a
 preset (with intensity), a blend of presets, an `.npy` of weights, or `none`.
 
+Which driver frame fills which slot of which output frame is decided by one pure function,
+`drivers.plan_drivers` (extension, expression tail trim, parity rules).
+
 Efficiency: the source is encoded once per clip (and its EEM terms cached), each driver video is
 encoded once (even when it drives several factors), only the heads whose output is used run,
-and frames are rendered in batches.
+and frames are rendered in batches. Memory: videos are decoded, cropped, rendered, pasted back
+and encoded batch by batch (frames are piped into ffmpeg), so peak memory does not grow with the
+clip's length; only per-frame motion weights and driver latents (a few KB a frame) are kept.
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Optional
 
 import numpy as np
 import torch
@@ -27,9 +32,8 @@ import torch
 from .. import audio as audio_lib
 from ..errors import CheckpointError, EDTalkError, InputError
 from ..presets import expression_from_spec, is_preset_spec, load_weights_file, parse_preset_spec
-from .drivers import expression_frame_count, extend_indices
-from .preprocess import (IMAGE_EXTS, VIDEO_EXTS, PreparedVideo, is_video_path, prepare_image,
-                         prepare_video)
+from .drivers import DUBBING_POSE_ERROR, EXP_TAIL_TRIM, DriverPlan, plan_drivers
+from .preprocess import IMAGE_EXTS, VIDEO_EXTS, VideoSource, is_video_path, open_video, prepare_image
 
 DEFAULT_CHECKPOINT_DIR = Path(os.environ.get("EDTALK_CHECKPOINTS", "checkpoints"))
 EDTALK_FILE, LIP_POSE_FILE, AUDIO2LIP_FILE = "EDTalk.pt", "EDTalk_lip_pose.pt", "Audio2Lip.pt"
@@ -76,6 +80,29 @@ class Drivers:
 
     def __len__(self):
         return self.mouth.shape[0]
+
+    @classmethod
+    def from_plan(cls, plan: DriverPlan, mouth: torch.Tensor, own_pose: torch.Tensor,
+                  pose: Optional[torch.Tensor] = None, exp: Optional[torch.Tensor] = None,
+                  constant_exp: Optional[torch.Tensor] = None) -> "Drivers":
+        """Gather per-frame weights by the plan's index arrays.
+
+        mouth [N_lip,20]; own_pose [1,6] (used where no pose sequence drives); pose [N_pose,6] and
+        exp [N_exp,10] driver sequences (indexed by plan.pose / plan.exp); constant_exp [1,10] for
+        a preset / image / the source's own expression, None for the lip-pose model.
+        """
+        def take(weights, index):
+            return weights.index_select(0, torch.as_tensor(index, device=weights.device))
+
+        length = len(plan)
+        pose_w = take(pose, plan.pose) if plan.pose is not None else own_pose.expand(length, -1)
+        exp_w = None
+        if plan.exp is not None:
+            exp_w = take(exp, plan.exp)
+        elif constant_exp is not None:
+            exp_w = constant_exp.reshape(1, -1).expand(length, -1)
+        constant = exp_w is not None and bool((exp_w == exp_w[:1]).all())
+        return cls(take(mouth, plan.lip), pose_w, exp_w, exp_constant=constant)
 
 
 # ----------------------------------------------------------------------------- set-up helpers
@@ -185,12 +212,17 @@ class Generator:
             yield slice(s, min(n, s + size))
 
     @torch.inference_mode()
-    def video_latents(self, video: PreparedVideo) -> torch.Tensor:
-        """Encoder latents of every frame of a driver video, computed once per video (kept on it)."""
+    def video_latents(self, video) -> torch.Tensor:
+        """Encoder latents of every frame of a driver video, computed once per video (kept on it;
+        the frames themselves stream through one batch at a time)."""
         if video.latents is None:
-            out = [self.model.encode_latent(self.to_model(video.images(sl)))
-                   for sl in self.batches(len(video), "encoding driver")]
-            video.latents = torch.cat(out)
+            batches = video.image_batches(self.batch_size)
+            if self.progress and len(video) > self.batch_size:
+                from tqdm.auto import tqdm
+
+                batches = tqdm(batches, desc="encoding driver", unit="batch", leave=False,
+                               total=-(-len(video) // self.batch_size))
+            video.latents = torch.cat([self.model.encode_latent(self.to_model(b)) for b in batches])
         return video.latents
 
     @torch.inference_mode()
@@ -227,10 +259,12 @@ def to_uint8(frames: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
-def legacy_minmax_uint8(frames: torch.Tensor) -> np.ndarray:
-    """The official per-clip min–max mapping ⌊255(x−min)/(max−min)⌋ (opt-in only; bug 3)."""
+def legacy_minmax_uint8(frames: torch.Tensor, lo=None, hi=None) -> np.ndarray:
+    """The official per-clip min–max mapping ⌊255(x−min)/(max−min)⌋ (opt-in only; bug 3).
+    `lo`/`hi`: the clip's extremes (default: those of `frames`)."""
     x = frames.float()
-    lo, hi = x.min(), x.max()
+    lo = x.min() if lo is None else torch.as_tensor(lo, dtype=x.dtype)
+    hi = x.max() if hi is None else torch.as_tensor(hi, dtype=x.dtype)
     x = torch.floor(255 * (x - lo) / torch.clamp(hi - lo, min=1e-12)).clamp(0, 255).to(torch.uint8)
     return x.permute(0, 2, 3, 1).cpu().numpy()
 
@@ -249,52 +283,62 @@ def mode_of(opts: GenerateOptions) -> str:
     raise InputError("nothing drives the mouth: give --lip VIDEO (video-driven) or --audio FILE (audio-driven)")
 
 
+def check_pose_option(mode: str, pose) -> None:
+    """Dubbing takes the pose from each source frame: a pose video there is refused, not ignored."""
+    if mode == "dubbing" and not pose_is_fixed(pose):
+        raise InputError(DUBBING_POSE_ERROR)
+
+
+def pose_is_fixed(pose) -> bool:
+    return pose is None or str(pose).lower() in ("fixed", "source", "none")
+
+
 class _VideoStore:
-    """Prepared driver videos, loaded once per path."""
+    """Video inputs, opened (face tube found) once per path."""
 
     def __init__(self, size: int, opts: GenerateOptions):
         self.size, self.opts, self.cache = size, opts, {}
 
-    def get(self, path: str, keep_original: bool = False) -> PreparedVideo:
-        """`keep_original` keeps the full frames (only a dubbed source needs them, for paste-back)."""
+    def get(self, path: str, keep_original: bool = False) -> VideoSource:
+        """`keep_original` decodes full-size frames (only a dubbed source needs them, for paste-back)."""
         key = str(Path(path).resolve())
         if key not in self.cache:
-            self.cache[key] = prepare_video(path, self.size, crop=self.opts.crop, backend=self.opts.face_backend,
-                                            keep_original=keep_original)
+            self.cache[key] = open_video(path, self.size, crop=self.opts.crop, backend=self.opts.face_backend,
+                                         keep_original=keep_original, progress=self.opts.progress)
         return self.cache[key]
 
 
-def _expand(weights: torch.Tensor, length: int, rule: str = "pingpong") -> torch.Tensor:
-    idx = torch.as_tensor(extend_indices(weights.shape[0], length, rule), device=weights.device)
-    return weights.index_select(0, idx)
+@dataclass
+class _Expression:
+    """An expression driver: a per-frame sequence (indexed by the plan) or one constant vector."""
+
+    sequence: Optional[torch.Tensor] = None  # [N,10]
+    constant: Optional[torch.Tensor] = None  # [1,10]
+    trim: int = 0  # tail frames the plan drops from a long sequence
 
 
-def _expression_weights(opts, gen: Generator, videos: _VideoStore, own_exp, length):
-    """[L,10] expression weights, or None for the lip-pose model."""
+def _expression_driver(opts, gen: Generator, videos: _VideoStore, own_exp) -> _Expression:
+    """The expression slot's driver; constant None (and no sequence) for the lip-pose model."""
     model = gen.model
     if expression_is_none(opts.exp):
         # With only the full model, "none" keeps the source's own expression (spec §5.1 [D]).
-        return own_exp.expand(length, -1) if model.has_expression else None
+        return _Expression(constant=own_exp if model.has_expression else None)
     exp = str(opts.exp)
     kind = expression_kind(exp)
-    if kind == "npy":
-        weights = torch.from_numpy(load_weights_file(exp)).to(model.device)
-        return _expand(weights, length)
+    if kind == "npy":  # weights files are taken as given (no tail trim)
+        return _Expression(sequence=torch.from_numpy(load_weights_file(exp)).to(model.device))
     if kind == "preset":
-        vec = torch.from_numpy(expression_from_spec(exp, opts.exp_intensity)).to(model.device)
-        return vec[None].expand(length, -1)
+        return _Expression(constant=torch.from_numpy(expression_from_spec(exp, opts.exp_intensity)).to(model.device)[None])
     if kind == "image":
         # A single image drives a constant expression.
         img = prepare_image(exp, model.config.size, crop=opts.crop, backend=opts.face_backend)
         with torch.inference_mode():
             lat = model.encode_latent(gen.to_model(img.tensor))
-        return gen.heads(lat, ("exp",))["exp"].expand(length, -1)
-    video = videos.get(exp)
-    weights = gen.heads(gen.video_latents(video), ("exp",))["exp"]
-    weights = weights[:expression_frame_count(len(weights))]
+        return _Expression(constant=gen.heads(lat, ("exp",))["exp"])
     if opts.exp_intensity != 1.0:
         warnings.warn("--exp-intensity applies to presets only; ignored for an expression video")
-    return _expand(weights, length)
+    video = videos.get(exp)
+    return _Expression(sequence=gen.heads(gen.video_latents(video), ("exp",))["exp"], trim=EXP_TAIL_TRIM)
 
 
 def expression_kind(exp: Optional[str]) -> str:
@@ -314,12 +358,11 @@ def expression_kind(exp: Optional[str]) -> str:
     return "preset"
 
 
-def _pose_weights(opts, gen: Generator, videos: _VideoStore, own_pose, length):
-    if opts.pose is None or str(opts.pose).lower() in ("fixed", "source", "none"):
-        return own_pose.expand(length, -1)
-    video = videos.get(opts.pose)
-    weights = gen.heads(gen.video_latents(video), ("pose",))["pose"]
-    return _expand(weights, length, "hold" if opts.parity else "pingpong")
+def _pose_sequence(opts, gen: Generator, videos: _VideoStore) -> Optional[torch.Tensor]:
+    """Pose weights [N,6] of the pose video, or None when the source's own pose is held."""
+    if pose_is_fixed(opts.pose):
+        return None
+    return gen.heads(gen.video_latents(videos.get(opts.pose)), ("pose",))["pose"]
 
 
 @dataclass
@@ -338,12 +381,13 @@ def generate(opts: GenerateOptions, model=None, audio2lip=None) -> GenerationRes
 
         check_face_restoration(opts.face_sr_weights)
     mode = mode_of(opts)
+    check_pose_option(mode, opts.pose)
     out = Path(opts.out)
     _check_output_path(out)
     device = resolve_device(opts.device)
     dtype = resolve_dtype(opts.dtype, device)
     wav = None
-    if opts.audio:  # required by the audio modes; the soundtrack in video-driven mode
+    if opts.audio:  # the 16 kHz mono copy feeds the mel features only; the output gets the file itself
         wav = audio_lib.load_audio(opts.audio)
         audio_lib.check_audio(wav, opts.audio)
     if model is None:
@@ -353,82 +397,168 @@ def generate(opts: GenerateOptions, model=None, audio2lip=None) -> GenerationRes
         raise CheckpointError("expression driving needs the full EDTalk checkpoint (EDTalk.pt), "
                               "not the lip-pose model; or use --exp none")
     gen = Generator(model, audio2lip, opts.batch_size or default_batch_size(model.device), opts.progress)
-    size = model.config.size
-    videos = _VideoStore(size, opts)
+    videos = _VideoStore(model.config.size, opts)
     smoothing = "official" if opts.parity else opts.smoothing
-
-    frames_out: List[np.ndarray] = []
-    raw_frames: List[torch.Tensor] = []
-
-    def collect(frames: torch.Tensor):
-        if opts.legacy_normalize:
-            raw_frames.append(frames.float().cpu())
-        else:
-            frames_out.append(to_uint8(frames))
 
     if mode == "dubbing":
         mouth = gen.mouth_from_audio(wav, smoothing)
         source_video = videos.get(opts.source, keep_original=opts.paste_back)
-        _dub(opts, gen, source_video, mouth, collect)
-        paste_target = source_video
+        plan = plan_drivers(mode, len(mouth), source_frames=len(source_video), parity=opts.parity)
+        render = _dubbing_renderer(opts, gen, source_video, mouth, plan)
+        sound = opts.audio
     else:
-        source = prepare_image(opts.source, size, crop=opts.crop, backend=opts.face_backend)
-        with torch.inference_mode():
-            latent, feats = model.encode(gen.to_model(source.tensor))
-        own = gen.heads(latent, ("pose", "exp"))
-        if mode == "audio":
-            mouth = gen.mouth_from_audio(wav, smoothing)
-            length = mouth.shape[0]
-        else:
-            lip_video = videos.get(opts.lip)
-            mouth = gen.heads(gen.video_latents(lip_video), ("mouth",))["mouth"]
-            length = mouth.shape[0]
-            if wav is None:
-                wav = _audio_track_or_none(opts.lip)
-        drivers = Drivers(
-            mouth=mouth.to(model.device),
-            pose=_pose_weights(opts, gen, videos, own["pose"], length),
-            exp=_expression_weights(opts, gen, videos, own.get("exp"), length),
-        )
-        drivers.exp_constant = drivers.exp is not None and bool((drivers.exp == drivers.exp[:1]).all())
-        gen.render(latent, feats, drivers, collect)
-        paste_target = source
+        render, plan, sound = _image_source_renderer(opts, gen, videos, wav, smoothing, mode)
 
-    frames = legacy_minmax_uint8(torch.cat(raw_frames)) if opts.legacy_normalize else np.concatenate(frames_out)
-    if opts.paste_back:
-        frames = paste_target.paste_back(frames)
-    _write_outputs(opts, out, frames, wav)
-    return GenerationResult(out, mode, len(frames), model.variant)
+    if opts.legacy_normalize:  # the official per-clip min–max needs the clip's extremes: a first pass
+        extremes = _Extremes()
+        render(extremes.update)
+        mapping = lambda frames: legacy_minmax_uint8(frames, extremes.lo, extremes.hi)  # noqa: E731
+    else:
+        mapping = to_uint8
+    with _FrameSink(opts, out, len(plan), sound, mapping) as sink:
+        render(sink.write)
+    return GenerationResult(out, mode, len(plan), model.variant)
 
 
-def _dub(opts, gen: Generator, video: PreparedVideo, mouth: torch.Tensor, collect):
-    """Dubbing: frame i of the (extended) source video is identity and pose; audio drives lips."""
+def _image_source_renderer(opts, gen: Generator, videos: _VideoStore, wav, smoothing: str, mode: str):
+    """Audio- or video-driven generation from a face image: (render(on_batch), plan, sound file)."""
     model = gen.model
-    length = mouth.shape[0]
-    idx = extend_indices(len(video), length)
+    source = prepare_image(opts.source, model.config.size, crop=opts.crop, backend=opts.face_backend)
+    with torch.inference_mode():
+        latent, feats = model.encode(gen.to_model(source.tensor))
+    own = gen.heads(latent, ("pose", "exp"))
+    sound = opts.audio
+    if mode == "audio":
+        mouth = gen.mouth_from_audio(wav, smoothing)
+    else:
+        mouth = gen.heads(gen.video_latents(videos.get(opts.lip)), ("mouth",))["mouth"]
+        if sound is None and _has_audio_track(opts.lip):
+            sound = opts.lip
+    pose = _pose_sequence(opts, gen, videos)
+    exp = _expression_driver(opts, gen, videos, own.get("exp"))
+    plan = plan_drivers(mode, len(mouth), pose_frames=None if pose is None else len(pose),
+                        exp_frames=None if exp.sequence is None else len(exp.sequence), parity=opts.parity,
+                        lip_pose_model=not model.has_expression, exp_trim=exp.trim)
+    drivers = Drivers.from_plan(plan, mouth.to(model.device), own["pose"], pose, exp.sequence, exp.constant)
+    paste = source.paste_back if opts.paste_back else None
+
+    def render(on_batch):
+        gen.render(latent, feats, drivers, lambda frames: on_batch(frames, paste))
+
+    return render, plan, sound
+
+
+def _dubbing_renderer(opts, gen: Generator, video: VideoSource, mouth: torch.Tensor, plan: DriverPlan):
+    """Dubbing: frame plan.source[i] of the source video is identity and pose; audio drives lips."""
+    model = gen.model
     preset = None
     if not expression_is_none(opts.exp):  # generate() already checked the model has an expression space
         if not is_preset_spec(str(opts.exp)):
             raise InputError("in dubbing, --exp takes a preset (or none to keep each frame's own expression)")
         preset = torch.from_numpy(expression_from_spec(opts.exp, opts.exp_intensity)).to(model.device)
-    with torch.inference_mode():
-        for sl in gen.batches(length, "dubbing"):
-            frames = gen.to_model(video.images(idx[sl]))
-            latent, feats = model.encode(frames)
+    mouth = mouth.to(model.device)
+
+    @torch.inference_mode()
+    def render(on_batch):
+        done = 0
+        batches = video.frames_for(plan.source, gen.batch_size)
+        if gen.progress and len(plan) > gen.batch_size:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, desc="dubbing", unit="batch", leave=False, total=-(-len(plan) // gen.batch_size))
+        for index, images, crops, originals in batches:
+            latent, feats = model.encode(gen.to_model(images))
             own = gen.heads(latent, ("pose", "exp"))
             exp = None
             if model.has_expression:
                 exp = preset[None].expand(latent.shape[0], -1) if preset is not None else own["exp"]
-            collect(model.render(latent, feats, mouth[sl].to(model.device), own["pose"], exp))
+            lips = mouth[plan.lip[done:done + len(index)]]
+            done += len(index)
+            paste = None
+            if originals is not None and video.crop is not None:
+                paste = _video_paster(video, originals, crops, index)
+            on_batch(model.render(latent, feats, lips, own["pose"], exp), paste)
+
+    return render
 
 
-def _audio_track_or_none(path) -> Optional[np.ndarray]:
-    try:
-        wav = audio_lib.load_audio(path)
-        audio_lib.check_audio(wav, str(path))
-        return wav
-    except InputError:
-        return None
+def _video_paster(video: VideoSource, originals: np.ndarray, crops: np.ndarray, index: np.ndarray):
+    def paste(faces: np.ndarray) -> np.ndarray:
+        from ..face import paste_back
+
+        return paste_back(originals, faces, video.crop, landmarks=video.crop_landmarks(crops, index))
+
+    return paste
+
+
+class _Extremes:
+    """Running min/max of rendered frames (first pass of --legacy-normalize)."""
+
+    def __init__(self):
+        self.lo, self.hi = float("inf"), float("-inf")
+
+    def update(self, frames: torch.Tensor, paste=None) -> None:
+        self.lo = min(self.lo, float(frames.float().min()))
+        self.hi = max(self.hi, float(frames.float().max()))
+
+
+class _FrameSink:
+    """Rendered batches → uint8 → paste-back → MP4 (piped to ffmpeg) and optional PNGs.
+
+    The video is opened at the first batch (its size is known then). Leaving the `with` block by
+    an exception leaves neither a video nor a frames folder behind.
+    """
+
+    def __init__(self, opts, out: Path, num_frames: int, sound, mapping):
+        self.opts, self.out, self.num_frames, self.sound, self.mapping = opts, out, num_frames, sound, mapping
+        self.writer = None
+        self.count = 0
+        self.png_dir = None
+        if opts.save_frames:
+            folder = Path(opts.save_frames)
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            self.png_dir = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".frames-"))
+
+    def write(self, frames: torch.Tensor, paste=None) -> None:
+        from ..video import VideoWriter
+
+        images = self.mapping(frames)
+        if paste is not None:
+            images = paste(images)
+        if self.writer is None:
+            self.writer = VideoWriter(self.out, images.shape[2], images.shape[1], fps=audio_lib.FPS, audio=self.sound,
+                                      num_frames=self.num_frames)
+        self.writer.write(images)
+        if self.png_dir is not None:
+            from PIL import Image
+
+            for image in images:
+                Image.fromarray(image).save(self.png_dir / f"{self.count:06d}.png")
+                self.count += 1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.writer.close()
+            if self.png_dir is not None:
+                folder = Path(self.opts.save_frames)
+                if folder.exists():
+                    shutil.rmtree(folder)
+                os.replace(self.png_dir, folder)
+        else:
+            if self.writer is not None:
+                self.writer.abort()
+            if self.png_dir is not None:
+                shutil.rmtree(self.png_dir, ignore_errors=True)
+        return False
+
+
+def _has_audio_track(path) -> bool:
+    from ..video import probe_video
+
+    return probe_video(path)["audio"]
 
 
 def _check_output_path(out: Path) -> None:
@@ -443,33 +573,6 @@ def _check_output_path(out: Path) -> None:
         raise InputError(f"output folder is not writable: {parent}")
     if out.suffix.lower() not in (".mp4", ".mov", ".mkv"):
         raise InputError(f"output must be a video file (.mp4), got {out.name}")
-
-
-def _write_outputs(opts, out: Path, frames: np.ndarray, wav: Optional[np.ndarray]) -> None:
-    from ..video import write_video
-
-    audio = None
-    if wav is not None:
-        audio = wav[: len(frames) * audio_lib.SAMPLES_PER_FRAME]
-    write_video(out, frames, fps=audio_lib.FPS, audio=audio, sample_rate=audio_lib.SAMPLE_RATE)
-    if opts.save_frames:
-        _save_pngs(Path(opts.save_frames), frames)
-
-
-def _save_pngs(folder: Path, frames: np.ndarray) -> None:
-    from PIL import Image
-
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".frames-"))
-    try:
-        for i, frame in enumerate(frames):
-            Image.fromarray(frame).save(tmp / f"{i:06d}.png")
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 __all__ = ["GenerateOptions", "Generator", "Drivers", "generate", "to_uint8", "legacy_minmax_uint8",
