@@ -89,6 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("examples", help="(re)generate the bundled example inputs")
     ex.add_argument("--out", default="examples", help="folder (default: examples)")
+
+    web = sub.add_parser("webui", help="serve a web page (Gradio) for every generation mode",
+                         description="Serve the EDTalk web page: upload inputs, pick options, watch and download results.")
+    web.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    web.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    web.add_argument("--share", action="store_true", help="also open a temporary public gradio.live link")
+    web.add_argument("--checkpoint-dir", default="checkpoints", help="where the checkpoints are (default: checkpoints)")
+    web.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    web.add_argument("--examples", metavar="DIR", help="example inputs shown on the page (default: the repository's examples/)")
     return parser
 
 
@@ -135,7 +144,16 @@ def _cmd_examples(args) -> int:
     return 0
 
 
-COMMANDS = {"generate": _cmd_generate, "download": _cmd_download, "presets": _cmd_presets, "examples": _cmd_examples}
+def _cmd_webui(args) -> int:
+    from .webui import serve
+
+    serve(host=args.host, port=args.port, share=args.share, checkpoint_dir=args.checkpoint_dir, device=args.device,
+          examples_dir=args.examples)
+    return 0
+
+
+COMMANDS = {"generate": _cmd_generate, "download": _cmd_download, "presets": _cmd_presets, "examples": _cmd_examples,
+            "webui": _cmd_webui}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
