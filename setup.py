@@ -18,6 +18,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.9",
     packages=find_packages(include=["edtalk", "edtalk.*"]),
+    package_data={"edtalk.data": ["splits/*.json", "splits/README.md"]},
     install_requires=requirements,
     extras_require={"test": ["pytest>=7"], "mediapipe": ["mediapipe"], "face-alignment": ["face-alignment"],
                     "face-sr": ["gfpgan"]},
