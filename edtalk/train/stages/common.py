@@ -1,0 +1,182 @@
+"""What the generator stages (0 and 1) share: models, reconstruction/GAN losses, the D step and
+the exports (our safetensors folder and an official-format `.pt`)."""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+from torch import nn
+
+from ...checkpoints import load_state_dict_strict
+from ...config import OFFICIAL_CHANNELS, DiscriminatorConfig, EDTalkConfig
+from ...errors import EDTalkError
+from ...networks.discriminator import Discriminator
+from ..init import init_generator
+from ..losses import (PYRAMID_SCALES, PyramidPerceptualLoss, build_backbone, d_logistic_loss,
+                      g_nonsaturating_loss, l1_loss, r1_penalty)
+from ..stage import Stage
+from ..trainer import atomic_torch_save, import_object
+
+GENERATOR_DEFAULTS = {
+    "model": {
+        "size": 256,
+        "latent_dim": 512,
+        "channels": dict(OFFICIAL_CHANNELS),
+        "init": "scratch",      # scratch | lia | official | pretrained
+        "init_path": None,      # vox.pt / EDTalk_lip_pose.pt / exported .pt / saved model folder
+        "dis_channels": None,   # None = the generator's channels
+        "stddev_group": 4,
+    },
+    "loss": {
+        "l1": 1.0,
+        "perceptual": {
+            "weight": 1.0,
+            "backbone": "vgg19",  # vgg19 | synthtalk_factor_net | none
+            "weights": None,      # vgg19: the .pth (else $EDTALK_VGG19_WEIGHTS / torchvision's cache);
+                                  # synthtalk_factor_net: its saved folder
+            "scales": list(PYRAMID_SCALES),
+            "layer_weight": 10.0,
+        },
+        "adv": 1.0,               # 0 = no discriminator
+        "r1": 0.0,                # R1 γ (0 = off, the spec's setting)
+        "r1_every": 16,
+    },
+    "optim": {
+        "gen": {"lr": 0.002 * 4 / 5, "betas": [0.0, 0.99 ** (4 / 5)]},
+        "dis": {"lr": 0.002 * 16 / 17, "betas": [0.0, 0.99 ** (16 / 17)]},
+    },
+}
+
+
+class GeneratorStage(Stage):
+    """Lip-pose generator + StyleGAN2 discriminator, trained with L1 + pyramid perceptual + GAN."""
+
+    dataset_spec = ""  # "module:Class" of the default dataset
+
+    # -- models ---------------------------------------------------------------------------------
+    def generator_config(self) -> EDTalkConfig:
+        m = self.cfg.model
+        return EDTalkConfig(size=int(m.size), latent_dim=int(m.latent_dim), channels=dict(m.channels), exp_dim=0)
+
+    def build_models(self) -> Dict[str, nn.Module]:
+        m, seed = self.cfg.model, int(self.cfg.seed)
+        gen, dis_state = init_generator(str(m.init), m.init_path, self.generator_config(), seed)
+        for p in gen.dead_parameters():  # EEM branch that never gets a gradient (§2.6)
+            p.requires_grad_(False)
+        models = {"gen": gen.train()}
+        if float(self.cfg.loss.adv) > 0:
+            channels = dict(m.dis_channels) if m.dis_channels else dict(gen.config.channels)
+            dis = Discriminator(DiscriminatorConfig(size=gen.config.size, channels=channels,
+                                                    stddev_group=int(m.stddev_group)))
+            if dis_state is not None:
+                load_state_dict_strict(dis, dis_state, "discriminator")
+            models["dis"] = dis.train()
+        p = self.cfg.loss.perceptual
+        self.perceptual = None
+        if float(p.weight) > 0 and p.backbone != "none":
+            options = {"weights": p.weights}
+            backbone = build_backbone(str(p.backbone), options).to(self.device)
+            self.perceptual = PyramidPerceptualLoss(backbone, tuple(p.scales), float(p.layer_weight)).to(self.device)
+        return models
+
+    def build_dataset(self):
+        d = self.cfg.data
+        cls = import_object(str(d.dataset or self.dataset_spec))
+        size = int(d.size) if d.size else int(self.cfg.model.size)
+        try:
+            return cls(str(d.root), split=str(d.split), size=size, seed=int(self.cfg.seed))
+        except FileNotFoundError as exc:
+            raise EDTalkError(f"data.root {d.root}: {exc}") from None
+
+    def trainable(self):
+        return {name: [name] for name in ("gen", "dis") if name in self.models}
+
+    # -- losses ---------------------------------------------------------------------------------
+    def reconstruction_losses(self, output: torch.Tensor, target: torch.Tensor, prefix: str) -> Dict[str, torch.Tensor]:
+        """Weighted L1 and perceptual terms of one output against its target."""
+        loss = self.cfg.loss
+        terms = {f"{prefix}_l1": float(loss.l1) * l1_loss(output, target)}
+        if self.perceptual is not None:
+            terms[f"{prefix}_perc"] = float(loss.perceptual.weight) * self.perceptual(output, target)
+        return terms
+
+    def adversarial_loss(self, fakes: torch.Tensor) -> Dict[str, torch.Tensor]:
+        if "dis" not in self.models:
+            return {}
+        return {"adv": float(self.cfg.loss.adv) * g_nonsaturating_loss(self.models["dis"](fakes))}
+
+    def discriminator_step(self, ctx, real: torch.Tensor, fake: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """D update on real vs fake.detach() (+ lazy R1 every r1_every steps)."""
+        if "dis" not in self.models:
+            return {}
+        dis, loss = self.models["dis"], self.cfg.loss
+        ctx.set_requires_grad("dis", True)
+        use_r1 = float(loss.r1) > 0 and ctx.step % int(loss.r1_every) == 0
+        real = real.detach().requires_grad_(use_r1)
+        with ctx.autocast():
+            real_logits, fake_logits = dis(real), dis(fake.detach())
+            d_loss = d_logistic_loss(real_logits, fake_logits)
+        logs = {"d": d_loss.detach()}
+        total = d_loss
+        if use_r1:
+            r1 = r1_penalty(real_logits.float(), real)
+            total = total + float(loss.r1) / 2 * int(loss.r1_every) * r1
+            logs["r1"] = r1.detach()
+        ctx.optimize("dis", total)
+        ctx.set_requires_grad("dis", False)
+        logs["d_real"] = real_logits.detach().mean()
+        logs["d_fake"] = fake_logits.detach().mean()
+        return logs
+
+    def generator_update(self, ctx, terms: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        total = sum(terms.values())
+        ctx.optimize("gen", total)
+        return {"g_total": total.detach(), **{k: v.detach() for k, v in terms.items()}}
+
+    def before_generator(self, ctx) -> None:
+        if "dis" in self.models:
+            ctx.set_requires_grad("dis", False)
+
+    # -- exports --------------------------------------------------------------------------------
+    def export(self, out_dir, ctx) -> List[str]:
+        """Our safetensors folder (`model/`) and `<step:06d>.pt` in the official training format."""
+        out_dir = Path(out_dir)
+        gen = ctx.ema_model("gen")
+        folder = gen.save_pretrained(out_dir / "model")
+        path = out_dir / f"{ctx.step:06d}.pt"
+        atomic_torch_save(official_checkpoint(gen, self.models.get("dis"), self.cfg, ctx.optimizers), path)
+        return [str(folder), str(path)]
+
+
+def official_args(cfg) -> argparse.Namespace:
+    """The training options as the flat argparse.Namespace official checkpoints carry in 'args'."""
+    from ..config import to_container
+
+    flat = {}
+
+    def walk(prefix, node):
+        for k, v in node.items():
+            key = f"{prefix}_{k}" if prefix else str(k)
+            if isinstance(v, dict):
+                walk(key, v)
+            elif isinstance(v, (str, int, float, bool)) or v is None:
+                flat[key] = v
+            else:
+                flat[key] = str(v)
+
+    walk("", to_container(cfg))
+    return argparse.Namespace(**flat)
+
+
+def official_checkpoint(gen: nn.Module, dis: Optional[nn.Module], cfg, optimizers) -> dict:
+    """{'gen','dis','g_optim','d_optim','args'} with the official key names (§4.1)."""
+    return {
+        "gen": {k: v.detach().cpu() for k, v in gen.state_dict().items()},
+        "dis": {k: v.detach().cpu() for k, v in dis.state_dict().items()} if dis is not None else {},
+        "g_optim": optimizers["gen"].state_dict() if "gen" in optimizers else {},
+        "d_optim": optimizers["dis"].state_dict() if "dis" in optimizers else {},
+        "args": official_args(cfg),
+    }

@@ -1,0 +1,32 @@
+"""Stage 0 — encoder/decoder reconstruction (spec §8.1), LIA style.
+
+Î = G(appearance of `source`, every motion weight from `target`); G loss = L1 + pyramid
+perceptual + GAN (weights 1); D on (target, Î).  Trained in the lip-pose model's key space (a LIA
+`vox.pt` is converted first, §4.3), so stage 1 starts from the export directly.
+"""
+from __future__ import annotations
+
+from ..stage import register_stage
+from .common import GENERATOR_DEFAULTS, GeneratorStage
+
+
+@register_stage("stage0")
+class Stage0(GeneratorStage):
+    default_config = GENERATOR_DEFAULTS
+    dataset_spec = "edtalk.data.datasets:Stage0Pairs"
+
+    def train_step(self, batch, ctx):
+        gen = self.models["gen"]
+        source, target = batch["source"], batch["target"]
+        self.before_generator(ctx)
+        with ctx.autocast():
+            output = gen(source, target)
+            terms = self.reconstruction_losses(output, target, "rec")
+            terms.update(self.adversarial_loss(output))
+        logs = self.generator_update(ctx, terms)
+        logs.update(self.discriminator_step(ctx, target, output))
+        return logs
+
+    def sample_images(self, batch, ctx):
+        gen = ctx.ema_model("gen")
+        return {"source": batch["source"], "driver": batch["target"], "output": gen(batch["source"], batch["target"])}

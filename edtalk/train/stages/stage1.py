@@ -1,0 +1,84 @@
+"""Stage 1 — mouth–pose decoupling by cross-reconstruction (spec §8.2).
+
+Per item: identity frames a_id, b_id; targets a, b; mouth-swap crosses a_b (a's face with b's
+mouth) and b_a (b's face with a's mouth).  With d_m = Q_m α_m and d_p = Q_p α_p of a frame:
+
+- self a:  z = wa(a_id) + d_m(a) + d_p(a), rendered with F(a_id), target a (likewise b);
+- cross a: z = wa(a_id) + d_m(b_a) + d_p(a_b) — a's mouth from b_a, a's pose from a_b — target a;
+- cross b: z = wa(b_id) + d_m(a_b) + d_p(b_a), target b.
+
+G loss (weights from `loss.*`, plain sum): rec (L1 + perceptual, self outputs), cross (same, cross
+outputs), adv (GAN on all four outputs), fea_m = Σ_batch exp(−cos(d_m^cross, d_m^self)) for a and
+b, fea_p the same for pose (`loss.fea_reduction: mean` divides by the batch).  D: real [a,b] vs
+fake [cross a, cross b].  All of G learns (E, dec, fc, heads, W26 through QR); `train.freeze:
+[gen.enc, gen.dec]` freezes E/dec.
+"""
+from __future__ import annotations
+
+import torch
+from omegaconf import OmegaConf
+
+from ...networks.motion import latent_offset
+from ..losses import feature_consistency_loss
+from ..stage import register_stage
+from .common import GENERATOR_DEFAULTS, GeneratorStage
+
+STAGE1_DEFAULTS = OmegaConf.to_container(OmegaConf.merge(
+    OmegaConf.create(GENERATOR_DEFAULTS),
+    {"loss": {"rec": 1.0, "cross": 1.0, "fea_m": 1.0, "fea_p": 1.0, "fea_reduction": "sum"}}))
+
+
+@register_stage("stage1")
+class Stage1(GeneratorStage):
+    default_config = STAGE1_DEFAULTS
+    dataset_spec = "edtalk.data.datasets:Stage1Items"
+
+    def forward(self, gen, batch):
+        """Self and cross outputs plus the mouth/pose latents they used."""
+        a_id, b_id = batch["a_id"], batch["b_id"]
+        n = a_id.shape[0]
+        wa, feats = gen.encode(torch.cat([a_id, b_id]))
+        drivers = torch.cat([batch["a"], batch["b"], batch["a_b"], batch["b_a"]])
+        alpha = gen.motion_weights(drivers, parts=("mouth", "pose"))
+        q = gen.split_bases()  # one QR per step; gradients reach W26 through it
+        d_m = latent_offset(alpha["mouth"], q["mouth"]).to(wa.dtype).split(n)
+        d_p = latent_offset(alpha["pose"], q["pose"]).to(wa.dtype).split(n)
+        (m_a, m_b, m_ab, m_ba), (p_a, p_b, p_ab, p_ba) = d_m, d_p
+        wa2 = torch.cat([wa, wa])  # [a_id, b_id] for self, then again for cross
+        z = wa2 + torch.cat([m_a, m_b, m_ba, m_ab]) + torch.cat([p_a, p_b, p_ab, p_ba])
+        out = gen.dec(z, [torch.cat([f, f]) for f in feats]).split(2 * n)
+        return {
+            "self": out[0], "cross": out[1],  # each [a-part; b-part]
+            "m_self": torch.cat([m_a, m_b]), "m_cross": torch.cat([m_ba, m_ab]),
+            "p_self": torch.cat([p_a, p_b]), "p_cross": torch.cat([p_ab, p_ba]),
+        }
+
+    def train_step(self, batch, ctx):
+        gen, loss = self.models["gen"], self.cfg.loss
+        target = torch.cat([batch["a"], batch["b"]])
+        self.before_generator(ctx)
+        with ctx.autocast():
+            f = self.forward(gen, batch)
+            terms = {}
+            for part in ("self", "cross"):
+                weight = float(loss.rec if part == "self" else loss.cross)
+                for k, v in self.reconstruction_losses(f[part], target, "rec" if part == "self" else "cross").items():
+                    terms[k] = weight * v
+            terms.update(self.adversarial_loss(torch.cat([f["self"], f["cross"]])))
+            for name in ("m", "p"):
+                terms[f"fea_{name}"] = float(loss[f"fea_{name}"]) * self.consistency(f[f"{name}_cross"], f[f"{name}_self"])
+        logs = self.generator_update(ctx, terms)
+        logs.update(self.discriminator_step(ctx, target, f["cross"]))
+        return logs
+
+    def consistency(self, cross: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+        """The fea term for a then b (each half summed, or averaged with fea_reduction=mean)."""
+        red = str(self.cfg.loss.fea_reduction)
+        halves = zip(cross.float().chunk(2), own.float().chunk(2))
+        return sum(feature_consistency_loss(c, o, red) for c, o in halves)
+
+    def sample_images(self, batch, ctx):
+        f = self.forward(ctx.ema_model("gen"), batch)
+        n = batch["a"].shape[0]
+        return {"source": batch["a_id"], "driver": batch["a"], "self": f["self"][:n],
+                "mouth_from": batch["b_a"], "pose_from": batch["a_b"], "cross": f["cross"][:n]}

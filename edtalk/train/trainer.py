@@ -1,0 +1,560 @@
+"""The one training loop, shared by every stage (`edtalk.train.stage`).
+
+Distributed: one process per device, started by `torchrun` (or `torch.multiprocessing.spawn`,
+which sets the same environment variables); gloo on CPU, NCCL on GPU.  After every backward the
+gradients of the optimiser being stepped are averaged over ranks with `all_reduce` (one flat
+buffer per step).  This is the synchronisation `DistributedDataParallel` performs, done
+explicitly because a stage calls its models through several methods per step (encode, navigate,
+render), alternates G and D updates with requires_grad toggles and freezes parameters — all of
+which the DDP wrapper only supports through its `forward` and `find_unused_parameters`.
+Parameters start identical (rank 0's are broadcast) and every rank applies the same averaged
+gradients, so they stay identical; a test checks it.
+
+Data: :class:`ExactSampler` gives global step s the items perm_e[(s mod n)·G : (s mod n + 1)·G]
+of the epoch's seeded permutation (G = global batch, n = steps per epoch, incomplete batches
+dropped); rank r takes the r-th of the world-size equal slices.  A step's items depend only on
+(seed, step), so resuming at step s needs no sampler state beyond s.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..errors import EDTalkError
+from .config import save_config, to_container
+from .stage import Stage, get_stage
+
+CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_RE = re.compile(r"^step_(\d{8})\.pt$")
+
+
+# ----------------------------------------------------------------------------- distributed
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device_type: str) -> DistInfo:
+    """Join the process group that torchrun describes in the environment (no-op alone)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def pick_device(name: str, info: DistInfo) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise EDTalkError("train.device is cuda but no CUDA device is available")
+        if device.index is None:
+            device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
+    return device
+
+
+def average_gradients(params: List[nn.Parameter], world_size: int) -> None:
+    """Replace every gradient by its mean over ranks (missing gradients count as zeros)."""
+    if world_size <= 1 or not params:
+        return
+    grads = []
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        grads.append(p.grad)
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= world_size
+    offset = 0
+    for g in grads:
+        n = g.numel()
+        g.copy_(flat[offset:offset + n].view_as(g))
+        offset += n
+
+
+def broadcast_module(module: nn.Module) -> None:
+    """Give every rank rank 0's parameters and buffers."""
+    for t in list(module.parameters()) + list(module.buffers()):
+        dist.broadcast(t.data, src=0)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+class ExactSampler:
+    """Which dataset items global step `step` gives to `rank` (see the module doc)."""
+
+    def __init__(self, num_items: int, global_batch: int, world_size: int, rank: int, seed: int):
+        if global_batch % world_size:
+            raise EDTalkError(f"train.batch_size ({global_batch}) must be divisible by the number of processes ({world_size})")
+        if num_items < global_batch:
+            raise EDTalkError(f"the dataset has {num_items} items, fewer than one batch (train.batch_size={global_batch})")
+        self.num_items, self.global_batch = num_items, global_batch
+        self.world_size, self.rank, self.seed = world_size, rank, seed
+        self.local_batch = global_batch // world_size
+        self.steps_per_epoch = num_items // global_batch
+        self._perm: Optional[tuple] = None
+
+    def epoch_of(self, step: int) -> int:
+        return step // self.steps_per_epoch
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        if self._perm is None or self._perm[0] != epoch:
+            self._perm = (epoch, np.random.default_rng([self.seed, epoch]).permutation(self.num_items))
+        return self._perm[1]
+
+    def indices(self, step: int, rank: Optional[int] = None) -> List[int]:
+        rank = self.rank if rank is None else rank
+        perm = self.permutation(self.epoch_of(step))
+        start = (step % self.steps_per_epoch) * self.global_batch + rank * self.local_batch
+        return [int(i) for i in perm[start:start + self.local_batch]]
+
+    def epoch_batches(self, start_step: int) -> Iterator[List[int]]:
+        """This rank's batches from `start_step` to the end of its epoch."""
+        end = (self.epoch_of(start_step) + 1) * self.steps_per_epoch
+        for step in range(start_step, end):
+            yield self.indices(step)
+
+
+def to_device(batch, device: torch.device):
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+def import_object(spec: str):
+    """'package.module:Name' → the object."""
+    import importlib
+
+    module, _, name = spec.partition(":")
+    if not name:
+        raise EDTalkError(f"expected 'module:Name', got {spec!r}")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise EDTalkError(f"cannot import {spec}: {exc}") from None
+
+
+# ----------------------------------------------------------------------------- RNG
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"key": np_state[0], "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
+                  "cached": float(np_state[4]), "state": torch.from_numpy(np_state[1].astype(np.int64))},
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["key"], n["state"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, str(tmp))
+    os.replace(tmp, path)
+
+
+def list_checkpoints(run_dir) -> List[Path]:
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if CHECKPOINT_RE.match(p.name))
+
+
+def load_checkpoint(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise EDTalkError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise EDTalkError(f"cannot read training checkpoint {path}: {str(exc).strip().splitlines()[0]}") from None
+
+
+# ----------------------------------------------------------------------------- step context
+
+
+class StepContext:
+    """What a stage's `train_step` uses: models, autocast, and `optimize(name, loss)`."""
+
+    def __init__(self, trainer: "Trainer"):
+        self._t = trainer
+        self.step = 0
+
+    @property
+    def models(self) -> Dict[str, nn.Module]:
+        return self._t.models
+
+    @property
+    def device(self) -> torch.device:
+        return self._t.device
+
+    @property
+    def optimizers(self) -> Dict[str, torch.optim.Optimizer]:
+        return self._t.optimizers
+
+    @property
+    def world_size(self) -> int:
+        return self._t.dist.world_size
+
+    def ema_model(self, name: str) -> nn.Module:
+        return self._t.ema.get(name, self._t.models[name])
+
+    def autocast(self):
+        t = self._t
+        if t.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(t.device.type, dtype=t.amp_dtype)
+
+    def set_requires_grad(self, name: str, flag: bool) -> None:
+        """Toggle a model's trainable parameters (frozen ones stay frozen)."""
+        for p in self._t.trainable_params[name]:
+            p.requires_grad_(flag)
+
+    def optimize(self, name: str, loss: torch.Tensor) -> None:
+        """Backward, average gradients over ranks, unscale, clip, step, zero; EMA update."""
+        t = self._t
+        opt, scaler = t.optimizers[name], t.scalers[name]
+        params = [p for g in opt.param_groups for p in g["params"]]
+        scaler.scale(loss).backward()
+        average_gradients(params, t.dist.world_size)
+        clip = float(t.cfg.train.grad_clip)
+        if clip > 0:
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        scaler.step(opt)
+        scaler.update()
+        opt.zero_grad(set_to_none=True)
+        t.schedulers[name].step()
+        for model_name in t.optimizer_models[name]:
+            if model_name in t.ema:
+                t.update_ema(model_name)
+
+
+# ----------------------------------------------------------------------------- trainer
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    exports: List[str] = field(default_factory=list)
+    last_logs: Dict[str, float] = field(default_factory=dict)
+
+
+class Trainer:
+    def __init__(self, cfg):
+        self.cfg = cfg
+        device_type = "cuda" if str(cfg.train.device).startswith("cuda") or (
+            cfg.train.device == "auto" and torch.cuda.is_available()) else "cpu"
+        self.dist = init_distributed(device_type)
+        self.device = pick_device(str(cfg.train.device), self.dist)
+        if int(cfg.train.threads) > 0:
+            torch.set_num_threads(int(cfg.train.threads))
+        if cfg.train.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        self.amp_dtype = None
+        if cfg.train.amp != "none" and self.device.type == "cuda":
+            self.amp_dtype = torch.bfloat16 if cfg.train.amp == "bf16" else torch.float16
+        self.run_dir = Path(cfg.run.dir)
+        seed_everything(int(cfg.seed))  # same on every rank: identical initial weights
+        self.stage: Stage = get_stage(cfg.stage)(cfg, self.device, self.dist.rank, self.dist.world_size)
+        self.models = {k: m.to(self.device) for k, m in self.stage.build_models().items()}
+        self.stage.models = self.models
+        self._freeze(list(cfg.train.freeze))
+        if self.dist.enabled:
+            for m in self.models.values():
+                broadcast_module(m)
+        self.trainable_params = {k: [p for p in m.parameters() if p.requires_grad] for k, m in self.models.items()}
+        self._build_optimizers()
+        self.ema = {}
+        if float(cfg.train.ema) > 0:
+            for name in self.stage.ema_models():
+                self.ema[name] = copy.deepcopy(self.models[name]).requires_grad_(False).eval()
+        self.dataset = self.stage.build_dataset()
+        self.sampler = ExactSampler(len(self.dataset), int(cfg.train.batch_size), self.dist.world_size,
+                                    self.dist.rank, int(cfg.seed))
+        self.ctx = StepContext(self)
+        self.step = 0
+        self.writer = None
+
+    # -- setup ----------------------------------------------------------------------------------
+    def _freeze(self, prefixes: List[str]) -> None:
+        for prefix in prefixes:
+            model_name, _, sub = str(prefix).partition(".")
+            if model_name not in self.models:
+                raise EDTalkError(f"train.freeze: no model {model_name!r} (models: {', '.join(self.models)})")
+            hits = [p for n, p in self.models[model_name].named_parameters()
+                    if not sub or n == sub or n.startswith(sub + ".")]
+            if not hits:
+                raise EDTalkError(f"train.freeze: {prefix!r} matches no parameter")
+            for p in hits:
+                p.requires_grad_(False)
+
+    def _build_optimizers(self) -> None:
+        cfg = self.cfg
+        self.optimizers, self.schedulers, self.scalers, self.optimizer_models = {}, {}, {}, {}
+        warmup = int(cfg.train.warmup_steps)
+        for name, model_names in self.stage.trainable().items():
+            params = [p for m in model_names for p in self.trainable_params[m]]
+            if not params:
+                continue
+            o = cfg.optim.get(name, {}) or {}
+            opt = torch.optim.Adam(params, lr=float(o.get("lr", 1e-3)), betas=tuple(o.get("betas", (0.9, 0.999))),
+                                   weight_decay=float(o.get("weight_decay", 0.0)))
+            self.optimizers[name] = opt
+            self.optimizer_models[name] = list(model_names)
+            self.schedulers[name] = torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda s: min(1.0, (s + 1) / warmup) if warmup > 0 else 1.0)
+            self.scalers[name] = torch.amp.GradScaler(
+                self.device.type, enabled=self.amp_dtype == torch.float16)
+
+    @torch.no_grad()
+    def update_ema(self, name: str) -> None:
+        decay = float(self.cfg.train.ema)
+        ema, live = self.ema[name], self.models[name]
+        for pe, p in zip(ema.parameters(), live.parameters()):
+            pe.lerp_(p.detach(), 1.0 - decay)
+        for be, b in zip(ema.buffers(), live.buffers()):
+            be.copy_(b)
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        rng = rng_state()
+        if self.dist.enabled:
+            gathered = [None] * self.dist.world_size
+            dist.all_gather_object(gathered, rng)
+            rng = gathered
+        else:
+            rng = [rng]
+        return {
+            "step": self.step,
+            "stage": self.cfg.stage,
+            "models": {k: m.state_dict() for k, m in self.models.items()},
+            "ema": {k: m.state_dict() for k, m in self.ema.items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+            "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
+            "stage_state": self.stage.state_dict(),
+            "rng": rng,
+            "world_size": self.dist.world_size,
+            "config": to_container(self.cfg),
+        }
+
+    def save_checkpoint(self) -> Optional[Path]:
+        state = self.state_dict()  # every rank joins the RNG gather
+        if not self.dist.is_main:
+            return None
+        path = self.run_dir / CHECKPOINT_DIR / f"step_{self.step:08d}.pt"
+        atomic_torch_save(state, path)
+        for old in list_checkpoints(self.run_dir)[:-int(self.cfg.run.keep_last)]:
+            old.unlink(missing_ok=True)
+        return path
+
+    def load_state(self, state: dict) -> None:
+        if state.get("stage") != self.cfg.stage:
+            raise EDTalkError(f"checkpoint is from stage {state.get('stage')!r}, this run is {self.cfg.stage!r}")
+        for k, m in self.models.items():
+            m.load_state_dict(state["models"][k])
+        for k, m in self.ema.items():
+            if k in state["ema"]:
+                m.load_state_dict(state["ema"][k])
+        for group in ("optimizers", "schedulers", "scalers"):
+            for k, obj in getattr(self, group).items():
+                obj.load_state_dict(state[group][k])
+        self.stage.load_state(state.get("stage_state", {}))
+        rng = state["rng"]
+        set_rng_state(rng[self.dist.rank] if self.dist.rank < len(rng) else rng[0])
+        self.step = int(state["step"])
+
+    def maybe_resume(self) -> Optional[Path]:
+        resume = str(self.cfg.run.resume)
+        if resume == "none":
+            return None
+        if resume == "auto":
+            found = list_checkpoints(self.run_dir)
+            if not found:
+                return None
+            path = found[-1]
+        else:
+            path = Path(resume)
+        self.load_state(load_checkpoint(path))
+        return path
+
+    # -- logging --------------------------------------------------------------------------------
+    def _reduce_logs(self, logs: Dict[str, float]) -> Dict[str, float]:
+        names = sorted(logs)
+        values = torch.tensor([float(logs[k]) for k in names], dtype=torch.float64)
+        if self.dist.enabled:
+            dist.all_reduce(values, op=dist.ReduceOp.SUM)
+            values /= self.dist.world_size
+        return dict(zip(names, values.tolist()))
+
+    def _sample_batch(self):
+        n = min(int(self.cfg.run.sample_count), len(self.dataset))
+        items = [self.dataset[i] for i in range(n)]
+        return to_device(torch.utils.data.default_collate(items), self.device)
+
+    @torch.no_grad()
+    def write_samples(self) -> Optional[Path]:
+        from torchvision.utils import make_grid, save_image
+
+        columns = self.stage.sample_images(self._sample_fixed, self.ctx)
+        if not columns:
+            return None
+        cols = [c.detach().float().clamp(-1, 1).cpu() for c in columns.values()]
+        rows = torch.stack(cols, dim=1).flatten(0, 1)  # row-major: one sample per row
+        grid = make_grid((rows + 1) / 2, nrow=len(cols), padding=1)
+        self.writer.add_image("samples/" + "|".join(columns), grid, self.step)
+        path = self.run_dir / "samples" / f"step_{self.step:08d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(grid, str(path))
+        return path
+
+    # -- loop -----------------------------------------------------------------------------------
+    def _batches(self) -> Iterator:
+        """(step, batch) from self.step on, one epoch's DataLoader at a time."""
+        while True:
+            epoch = self.sampler.epoch_of(self.step)
+            if hasattr(self.dataset, "set_epoch"):
+                self.dataset.set_epoch(epoch)
+            loader = torch.utils.data.DataLoader(
+                self.dataset, batch_sampler=list(self.sampler.epoch_batches(self.step)),
+                num_workers=int(self.cfg.data.num_workers), pin_memory=self.device.type == "cuda")
+            for batch in loader:
+                yield batch
+
+    def train(self) -> TrainResult:
+        cfg, main = self.cfg, self.dist.is_main
+        resumed = self.maybe_resume()
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.run_dir / "config.yaml")
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.run_dir / "tb"))
+            self._sample_fixed = self._sample_batch()
+            if resumed is not None:
+                print(f"edtalk: resumed from {resumed} at step {self.step}", flush=True)
+        max_steps = int(cfg.train.max_steps)
+        bar = None
+        if main and cfg.run.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=max_steps, initial=self.step, desc=f"train {cfg.stage}", unit="step", dynamic_ncols=True)
+        log_every, sample_every, ckpt_every = (int(cfg.run.log_every), int(cfg.run.sample_every),
+                                               int(cfg.run.checkpoint_every))
+        acc: Dict[str, float] = {}
+        acc_n, wait_s, busy_s = 0, 0.0, 0.0
+        last = {}
+        for m in self.models.values():
+            m.train()
+        batches = self._batches()
+        while self.step < max_steps:
+            t0 = time.perf_counter()
+            batch = to_device(next(batches), self.device)
+            t1 = time.perf_counter()
+            self.ctx.step = self.step
+            logs = self.stage.train_step(batch, self.ctx)
+            self.step += 1
+            t2 = time.perf_counter()
+            wait_s, busy_s = wait_s + (t1 - t0), busy_s + (t2 - t0)
+            for k, v in logs.items():
+                acc[k] = acc.get(k, 0.0) + float(v)
+            acc_n += 1
+            if bar is not None:
+                bar.update(1)
+            if self.step % log_every == 0 or self.step == max_steps:
+                means = self._reduce_logs({k: v / acc_n for k, v in acc.items()})
+                means["time/data_wait_frac"] = wait_s / max(busy_s, 1e-9)
+                means["time/step_s"] = busy_s / acc_n
+                last = means
+                if main:
+                    for k, v in means.items():
+                        self.writer.add_scalar(k if "/" in k else f"loss/{k}", v, self.step)
+                    if bar is not None:
+                        bar.set_postfix({k: f"{v:.3g}" for k, v in list(means.items())[:4]}, refresh=False)
+                acc, acc_n, wait_s, busy_s = {}, 0, 0.0, 0.0
+            if main and ((sample_every and self.step % sample_every == 0) or self.step == max_steps):
+                self.write_samples()
+            if (ckpt_every and self.step % ckpt_every == 0) or self.step == max_steps:
+                self.save_checkpoint()
+        if bar is not None:
+            bar.close()
+        self.ctx.step = self.step
+        exports: List[str] = []
+        if main:
+            if cfg.run.export:
+                exports = [str(p) for p in self.stage.export(self.run_dir / "export", self.ctx)]
+            self.writer.flush()
+            self.writer.close()
+        if self.dist.enabled:
+            dist.barrier()
+        return TrainResult(self.run_dir, self.step, exports, last)
+
+
+def train(cfg) -> TrainResult:
+    """Run (or resume) the training run described by `cfg` (from `load_train_config`)."""
+    trainer = Trainer(cfg)
+    try:
+        return trainer.train()
+    finally:
+        if dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            dist.destroy_process_group()
