@@ -12,6 +12,7 @@ from typing import Dict, Optional
 import torch
 
 PARITY_ENV = "EDTALK_PARITY_DIR"
+REQUIRE_ENV = "EDTALK_REQUIRE_PARITY"
 
 
 def find_parity_dir(start: Optional[Path] = None) -> Optional[Path]:
@@ -25,6 +26,31 @@ def find_parity_dir(start: Optional[Path] = None) -> Optional[Path]:
         if (cand / "reference.pt").is_file():
             return cand
     return None
+
+
+def find_reference(name: str, start: Optional[Path] = None) -> Optional[Path]:
+    """`<shared>/reference/<name>` (a file or folder of the reference set), or None: beside
+    `$EDTALK_PARITY_DIR` when it is set, else in the `shared/reference` above the repository."""
+    env = os.environ.get(PARITY_ENV)
+    parents = [Path(env).resolve().parent] if env else [
+        p / "shared" / "reference" for p in Path(start or __file__).resolve().parents]
+    return next((p / name for p in parents if (p / name).exists()), None)
+
+
+def reference_required() -> bool:
+    """In CI (`$CI` set) or with EDTALK_REQUIRE_PARITY=1 missing reference files are failures."""
+    ci = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+    return ci or os.environ.get(REQUIRE_ENV) == "1"
+
+
+def skip_unless_required(reason: str) -> None:
+    """For tests whose reference files are missing: pytest.skip(reason), or pytest.fail where
+    they are required (CI), so a missing file never passes CI silently."""
+    import pytest
+
+    if reference_required():
+        pytest.fail(f"{reason}; reference files are required here ($CI or {REQUIRE_ENV}=1)")
+    pytest.skip(reason)
 
 
 def state_dict_from_recipe(recipe_entries) -> Dict[str, torch.Tensor]:

@@ -1,9 +1,7 @@
-import os
-
 import pytest
 import torch
 
-from edtalk.testing import PARITY_ENV, find_parity_dir
+from edtalk.testing import PARITY_ENV, find_parity_dir, skip_unless_required
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
@@ -13,10 +11,8 @@ def parity_dir():
     """The official-parity reference set; a clear skip where it is absent (CI requires it)."""
     path = find_parity_dir()
     if path is None:
-        reason = (f"official parity set not found (looked at ${PARITY_ENV} and ../shared/reference/official_parity)")
-        if os.environ.get("EDTALK_REQUIRE_PARITY") == "1":
-            pytest.fail(reason + " but EDTALK_REQUIRE_PARITY=1")
-        pytest.skip(reason)
+        skip_unless_required(f"official parity set not found (looked at ${PARITY_ENV} and "
+                             "../shared/reference/official_parity)")
     return path
 
 

@@ -9,6 +9,7 @@ import soundfile as sf
 
 from edtalk.data import layout, synthtalk as st
 from edtalk.errors import InputError
+from edtalk.testing import find_reference, skip_unless_required
 
 
 def test_name_parsers_round_trip_and_reject():
@@ -29,11 +30,9 @@ def test_name_parsers_round_trip_and_reject():
 
 def test_official_split_lists_parse():
     """Every name in the official lists (when present) satisfies our parsers."""
-    from pathlib import Path
-
-    d = Path(__file__).resolve().parents[3] / "shared" / "reference" / "splits"
-    if not (d / "test.json").is_file():
-        pytest.skip("official split lists not available")
+    d = find_reference("splits")
+    if d is None or not (d / "test.json").is_file():
+        skip_unless_required("official split lists not found (../shared/reference/splits)")
     names = json.loads((d / "test.json").read_text())
     kinds = [layout.name_kind(n) for n in names]
     mead = [n for n, k in zip(names, kinds) if k == "mead"]
@@ -133,3 +132,11 @@ def test_split_overlap_and_missing_root(tree, tmp_path):
         layout.validate_tree(tmp_path / "nope")
     with pytest.raises(InputError, match="kind"):
         layout.validate_tree(tree, "vox")
+
+
+def test_reference_files_are_found_beside_the_parity_set(tmp_path, monkeypatch):
+    (tmp_path / "official_parity").mkdir()
+    (tmp_path / "splits").mkdir()
+    monkeypatch.setenv("EDTALK_PARITY_DIR", str(tmp_path / "official_parity"))
+    assert find_reference("splits") == tmp_path / "splits"
+    assert find_reference("nothing_here") is None

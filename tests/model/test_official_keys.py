@@ -5,12 +5,13 @@ import torch
 from edtalk import Audio2Lip, EDTalk, EDTalkConfig
 from edtalk.config import DiscriminatorConfig
 from edtalk.networks.discriminator import Discriminator
+from edtalk.testing import REQUIRE_ENV, skip_unless_required
 
 
 def official_models(parity_dir):
     path = parity_dir.parent / "official_state_dict_keys.txt"
     if not path.is_file():
-        pytest.skip(f"{path} not found")
+        skip_unless_required(f"{path} not found")
     models, current = {}, None
     for line in path.read_text().splitlines():
         if line.startswith("## MODEL:"):
@@ -50,3 +51,18 @@ def test_discriminator_forward_and_size():
     assert x.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="not divisible"):
         tiny(torch.randn(6, 3, 64, 64))
+
+
+def test_missing_reference_files_fail_in_ci_and_skip_elsewhere(monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv(REQUIRE_ENV, raising=False)
+    with pytest.raises(pytest.skip.Exception, match="keys file missing"):
+        skip_unless_required("keys file missing")
+    for name, value in (("CI", "true"), (REQUIRE_ENV, "1")):
+        monkeypatch.setenv(name, value)
+        with pytest.raises(pytest.fail.Exception, match="keys file missing.*required"):
+            skip_unless_required("keys file missing")
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception):
+        skip_unless_required("keys file missing")
