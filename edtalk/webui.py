@@ -105,6 +105,7 @@ class Form:
     paste_back: bool = False
     smoothing: str = "edge"
     batch_size: int = 0
+    face_sr: bool = False
 
     def uploads(self) -> Dict[str, str]:
         return {k: v for k, v in (("identity", self.identity), ("audio", self.audio), ("lip", self.lip),
@@ -150,10 +151,15 @@ def build_options(form: Form, out: Path, checkpoint_dir: str, device: str) -> Ge
         exp=expression_spec(form), exp_intensity=float(form.intensity),
         checkpoint=form.model or None, checkpoint_dir=checkpoint_dir, device=device,
         batch_size=int(form.batch_size) if form.batch_size and form.batch_size > 0 else None,
-        crop=bool(form.crop), paste_back=bool(form.paste_back), smoothing=form.smoothing, progress=True,
+        crop=bool(form.crop), paste_back=bool(form.paste_back), smoothing=form.smoothing, face_sr=bool(form.face_sr),
+        progress=True,
     )
-    fields = {f.name for f in dataclasses.fields(GenerateOptions)}
-    return GenerateOptions(**{k: v for k, v in values.items() if k in fields})
+    # Only options this version of generate() has (it grows new fields, all with defaults).
+    return GenerateOptions(**{k: v for k, v in values.items() if option_exists(k)})
+
+
+def option_exists(name: str) -> bool:
+    return name in {f.name for f in dataclasses.fields(GenerateOptions)}
 
 
 # ----------------------------------------------------------------------------- models
@@ -295,7 +301,8 @@ def build_app(ui: WebUI):
                                       label="Expression", elem_id="exp-choice")
                 with gr.Row(visible=False) as preset_row:
                     preset = gr.Dropdown(EMOTIONS, value="happy", label="preset")
-                    intensity = gr.Slider(0, 2, value=1, step=0.05, label="intensity (0 neutral, 1 preset, >1 stronger)")
+                    intensity = gr.Slider(0, 2, value=1, step=0.05, label="intensity",
+                                          info="0 neutral, 1 the preset, >1 stronger")
                 with gr.Row(visible=False) as blend_row:
                     preset2 = gr.Dropdown(EMOTIONS, value="surprised", label="second preset")
                     blend = gr.Slider(0, 1, value=0.3, step=0.05, label="weight of the second preset")
@@ -311,6 +318,8 @@ def build_app(ui: WebUI):
                         smoothing = gr.Dropdown(["edge", "official", "none"], value="edge",
                                                 label="smoothing of the audio mouth motion")
                         batch_size = gr.Number(0, precision=0, minimum=0, label="batch size (0: 2 on CPU, 8 on GPU)")
+                    face_sr = gr.Checkbox(False, label="restore faces with GFPGAN (×2; needs the face-sr extra and "
+                                                       "its weights)", visible=option_exists("face_sr"))
             with gr.Column():
                 button = gr.Button("Generate", variant="primary", elem_id="generate")
                 video = gr.Video(label="Result", elem_id="result", interactive=False, buttons=["download"], height=420)
@@ -318,7 +327,7 @@ def build_app(ui: WebUI):
 
         components = dict(boxes, exp_choice=exp_choice, preset=preset, intensity=intensity, preset2=preset2,
                           blend=blend, model=model, crop=crop, paste_back=paste_back, smoothing=smoothing,
-                          batch_size=batch_size)
+                          batch_size=batch_size, face_sr=face_sr)
 
         def on_generate(values: dict, request: gr.Request, progress=gr.Progress(track_tqdm=True)):
             form = Form(**{name: values[box] for name, box in components.items()})

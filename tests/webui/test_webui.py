@@ -8,11 +8,11 @@ import pytest
 
 from edtalk.errors import EDTalkError, InputError
 from edtalk.pipelines.generate import GenerateOptions
-from edtalk.presets import preset
+from edtalk.presets import expression_from_spec, preset
 from edtalk.video import probe_video
 from edtalk.webui import (EXP_BLEND, EXP_FILE, EXP_PRESET, LIMIT_MB, Form, ModelCache, WebUI, available_models,
-                          build_options, check_upload, expression_spec, public_message)
-from edtalk.presets import expression_from_spec
+                          build_options, check_upload, checkpoint_notice, expression_spec,
+                          public_message)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -65,6 +65,8 @@ def test_form_becomes_the_cli_options(tmp_path):
 def test_models_listed_from_the_checkpoint_folder(tiny_ckpt_dir, tmp_path):
     assert [Path(p).name for _, p in available_models(tiny_ckpt_dir)] == ["EDTalk.pt", "EDTalk_lip_pose.pt"]
     assert available_models(tmp_path / "missing") == []
+    assert checkpoint_notice(tiny_ckpt_dir) == ""
+    assert "No generator checkpoint in `" + str(tmp_path) + "`: run `edtalk download`" in checkpoint_notice(tmp_path)
 
 
 def test_model_cache_loads_once_and_reloads_a_replaced_file(tiny_ckpt_dir, speech):
