@@ -17,6 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..model import EDTalk
 from ..nn.layers import reference_ops
+from .drivers import DriverPlan, plan_drivers
 from .generate import Drivers, Generator
 from .preprocess import PreparedVideo
 
@@ -58,6 +59,14 @@ def synthetic_inputs(frames: int, size: int = 256, seed: int = 0) -> Dict[str, t
     }
 
 
+def scenario_plan(model: EDTalk, sc: Scenario, inp: Dict[str, torch.Tensor]) -> DriverPlan:
+    """The same per-frame driver plan `edtalk generate` makes for these inputs."""
+    return plan_drivers(sc.lip, inp["mouth"].shape[0],
+                        pose_frames=inp["pose"].shape[0] if sc.pose == "video" else None,
+                        exp_frames=inp["exp"].shape[0] if sc.exp == "video" else None,
+                        lip_pose_model=not model.has_expression)
+
+
 def scenario_inputs(sc: Scenario, frames: int, size: int, seed: int = 0) -> Dict[str, torch.Tensor]:
     inp = synthetic_inputs(frames, size, seed)
     if sc.one_video:
@@ -74,19 +83,26 @@ def reference_path(model: EDTalk, sc: Scenario, inp: Dict[str, torch.Tensor]) ->
 
 
 def _reference_frames(model, sc, inp):
+    plan = scenario_plan(model, sc, inp)
     outs = []
-    for i in range(inp["mouth"].shape[0]):
+    for i in range(len(plan)):
         latent, feats = model.encode(inp["source"])
-        mouth = inp["mouth"][i:i + 1]
+        m = int(plan.lip[i])
+        mouth = inp["mouth"][m:m + 1]
         if sc.lip == "video":
-            mouth = model.motion_weights(inp["lip"][i:i + 1])["mouth"]
-        pose_latent = latent if sc.pose == "fixed" else model.encode(inp["pose"][i:i + 1])[0]
+            mouth = model.motion_weights(inp["lip"][m:m + 1])["mouth"]
+        if plan.pose is None:
+            pose_latent = latent
+        else:
+            p = int(plan.pose[i])
+            pose_latent = model.encode(inp["pose"][p:p + 1])[0]
         pose = model.motion_weights(latent=pose_latent, parts=("pose",))["pose"]
         exp = None
         if sc.exp == "preset":
             exp = inp["preset"]
-        elif sc.exp == "video":
-            exp = model.motion_weights(inp["exp"][i:i + 1])["exp"]
+        elif plan.exp is not None:
+            e = int(plan.exp[i])
+            exp = model.motion_weights(inp["exp"][e:e + 1])["exp"]
         z, d_exp = model.motion_latent(latent, mouth, pose, exp)
         outs.append(model.dec(z, feats, d_exp, compute_dead_branch=True))
     return torch.cat(outs)
@@ -94,29 +110,24 @@ def _reference_frames(model, sc, inp):
 
 @torch.inference_mode()
 def our_path(model: EDTalk, sc: Scenario, inp: Dict[str, torch.Tensor], batch_size: int) -> torch.Tensor:
-    """What `edtalk generate` does: source once, each driver frame once, batched rendering."""
+    """What `edtalk generate` does: source once, each driver frame once, the same driver plan and
+    gathering (plan_drivers + Drivers.from_plan), batched rendering."""
     gen = Generator(model, batch_size=batch_size, progress=False)
-    length = inp["mouth"].shape[0]
     videos: Dict[int, PreparedVideo] = {}
 
-    def video(name):  # one PreparedVideo per distinct tensor, as the CLI keeps one per file
-        return videos.setdefault(id(inp[name]), PreparedVideo(inp[name], 25.0))
+    def weights(name, part):  # one PreparedVideo per distinct tensor, as the CLI keeps one per file
+        video = videos.setdefault(id(inp[name]), PreparedVideo(inp[name]))
+        return gen.heads(gen.video_latents(video), (part,))[part]
 
     latent, feats = model.encode(inp["source"])
-    mouth = inp["mouth"]
-    if sc.lip == "video":
-        mouth = gen.heads(gen.video_latents(video("lip")), ("mouth",))["mouth"]
-    if sc.pose == "fixed":
-        pose = gen.heads(latent, ("pose",))["pose"].expand(length, -1)
-    else:
-        pose = gen.heads(gen.video_latents(video("pose")), ("pose",))["pose"]
-    exp = None
-    if sc.exp == "preset":
-        exp = inp["preset"].expand(length, -1)
-    elif sc.exp == "video":
-        exp = gen.heads(gen.video_latents(video("exp")), ("exp",))["exp"]
+    own = gen.heads(latent, ("pose",))
+    mouth = weights("lip", "mouth") if sc.lip == "video" else inp["mouth"]
+    pose = weights("pose", "pose") if sc.pose == "video" else None
+    exp = weights("exp", "exp") if sc.exp == "video" else None
+    drivers = Drivers.from_plan(scenario_plan(model, sc, inp), mouth, own["pose"], pose, exp,
+                                inp["preset"] if sc.exp == "preset" else None)
     frames: List[torch.Tensor] = []
-    gen.render(latent, feats, Drivers(mouth, pose, exp, exp_constant=sc.exp == "preset"), frames.append)
+    gen.render(latent, feats, drivers, frames.append)
     return torch.cat(frames)
 
 
