@@ -69,6 +69,39 @@ def _add_generate_args(p: argparse.ArgumentParser) -> None:
     run.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+EVALUATE_EPILOG = """\
+  edtalk evaluate --pred results/pred --gt data/mead --out results/eval        (gt: a layout tree or a folder of videos)
+  edtalk evaluate --checkpoint checkpoints/EDTalk.pt --data data/mead --split test --mode video --out results/eval
+metric networks are local files (flag or environment variable); a missing one skips its metric with the reason
+in the table. Values marked with a dagger come from stand-in networks and are not comparable to the paper.
+"""
+
+
+def _add_evaluate_args(p: argparse.ArgumentParser) -> None:
+    from .eval.metrics.registry import WEIGHT_SOURCES
+
+    io = p.add_argument_group("videos")
+    io.add_argument("--pred", metavar="DIR", help="generated videos, named like their ground truth (<name>.mp4)")
+    io.add_argument("--gt", metavar="DIR", help="ground truth: a folder of videos or a MEAD/HDTF layout tree")
+    io.add_argument("--out", default="results/eval", help="report folder (default: results/eval)")
+    io.add_argument("--label", help="name of this run's row in the table")
+    gen = p.add_argument_group("generate a layout split first")
+    gen.add_argument("--checkpoint", help="generator (EDTalk.pt / EDTalk_lip_pose.pt / saved folder)")
+    gen.add_argument("--audio2lip-checkpoint", help="Audio2Lip for --mode audio (default: beside --checkpoint)")
+    gen.add_argument("--data", metavar="TREE", help="MEAD/HDTF layout tree whose split is generated and evaluated")
+    gen.add_argument("--split", default="test", help="split list of the tree (default: test)")
+    gen.add_argument("--mode", default="video", choices=["video", "audio"],
+                     help="EDTalk-V: the clip drives the mouth (default); EDTalk-A: its audio does")
+    gen.add_argument("--limit", type=int, help="only the first N clips of the split")
+    met = p.add_argument_group("metric networks (local files; never downloaded)")
+    for w in WEIGHT_SOURCES.values():
+        met.add_argument(w.flag, dest=f"weights_{w.name}", metavar="PATH", help=f"{w.what} [env {w.env}]")
+    met.add_argument("--metrics", help="comma-separated subset, e.g. psnr,ssim,m_lmd (default: all)")
+    met.add_argument("--max-offset", type=int, default=15, help="SyncNet offsets searched, ± frames (default 15)")
+    met.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    met.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edtalk",
@@ -89,6 +122,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("examples", help="(re)generate the bundled example inputs")
     ex.add_argument("--out", default="examples", help="folder (default: examples)")
+
+    from .train.cli import TRAIN_EPILOG, add_train_args
+
+    tr = sub.add_parser("train", help="train a stage (stage0, stage1, ...) from a YAML config",
+                        description="Train an EDTalk stage from a YAML config with key=value overrides.",
+                        epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_train_args(tr)
+
+    ev = sub.add_parser("evaluate", help="the paper's metrics (PSNR, SSIM, LPIPS, LMD, FID, LSE, Acc_emo, CSIM)",
+                        description="Evaluate generated videos against ground truth (spec §9): per-clip CSV, JSON "
+                                    "summary, markdown table in the paper's layout, PNG plots.",
+                        epilog=EVALUATE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_evaluate_args(ev)
 
     web = sub.add_parser("webui", help="serve a web page (Gradio) for every generation mode",
                          description="Serve the EDTalk web page: upload inputs, pick options, watch and download results.")
@@ -136,6 +182,12 @@ def _cmd_presets(args) -> int:
     return 0
 
 
+def _cmd_train(args) -> int:
+    from .train.cli import run_train
+
+    return run_train(args)
+
+
 def _cmd_examples(args) -> int:
     from .examples import make_examples
 
@@ -152,7 +204,37 @@ def _cmd_webui(args) -> int:
     return 0
 
 
-COMMANDS = {"generate": _cmd_generate, "download": _cmd_download, "presets": _cmd_presets, "examples": _cmd_examples,
+def _cmd_evaluate(args) -> int:
+    from .eval.metrics.registry import METRICS, WEIGHT_SOURCES, MetricSettings
+    from .eval.protocol import EvaluateRequest, GenerationPlan, run_evaluate
+    from .pipelines.generate import resolve_device
+
+    only = None
+    if args.metrics:
+        only = tuple(m.strip().lower().replace("-", "_") for m in args.metrics.split(",") if m.strip())
+        unknown = [m for m in only if m not in METRICS]
+        if unknown:
+            raise EDTalkError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
+    device = str(resolve_device(args.device))
+    settings = MetricSettings(paths={n: getattr(args, f"weights_{n}") for n in WEIGHT_SOURCES}, only=only,
+                              device=device, max_offset=args.max_offset)
+    plan = None
+    if args.checkpoint or args.data:
+        if not (args.checkpoint and args.data):
+            raise EDTalkError("generating first needs both --checkpoint and --data")
+        if args.pred or args.gt:
+            raise EDTalkError("give either --pred/--gt (evaluate existing videos) or --checkpoint/--data, not both")
+        plan = GenerationPlan(checkpoint=args.checkpoint, data=args.data, out=args.out, split=args.split, mode=args.mode,
+                              audio2lip_checkpoint=args.audio2lip_checkpoint, device=device, limit=args.limit,
+                              progress=not args.quiet)
+    result, files = run_evaluate(EvaluateRequest(out=args.out, pred=args.pred, gt=args.gt, generation=plan,
+                                                 settings=settings, label=args.label, progress=not args.quiet))
+    print(files["table"].read_text())
+    print(f"{len(result.rows)} clips; wrote " + ", ".join(str(p) for p in files.values()))
+    return 0
+
+
+COMMANDS = {"evaluate": _cmd_evaluate, "generate": _cmd_generate, "download": _cmd_download, "presets": _cmd_presets, "examples": _cmd_examples, "train": _cmd_train,
             "webui": _cmd_webui}
 
 

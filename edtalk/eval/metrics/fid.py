@@ -1,7 +1,7 @@
 """FID over all frames (spec §9): Fréchet distance of Inception pool3 statistics, generated vs GT.
 
 Statistics accumulate as running sums (count, Σx, Σxxᵀ in float64), so any number of frames fits
-in memory; the distance itself is pytorch-fid's `calculate_frechet_distance`.
+in memory.  The network is pytorch-fid's InceptionV3 (pool3, 2048-d) with local weights.
 """
 from __future__ import annotations
 
@@ -35,11 +35,23 @@ class FeatureStats:
         return mu, cov
 
 
-def frechet_distance(a: FeatureStats, b: FeatureStats) -> float:
-    from pytorch_fid.fid_score import calculate_frechet_distance
+def _psd_sqrt(m: np.ndarray) -> np.ndarray:
+    w, v = np.linalg.eigh((m + m.T) / 2)
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
 
+
+def frechet_distance(a: FeatureStats, b: FeatureStats) -> float:
+    """‖μ₁−μ₂‖² + Tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^½).
+
+    Tr((Σ₁Σ₂)^½) is computed as Σ√λ of the symmetric PSD matrix Σ₁^½ Σ₂ Σ₁^½ (same eigenvalues),
+    which stays real and stable for the singular covariances of few frames (pytorch-fid's
+    complex `sqrtm` route needs an ε fallback there and uses a SciPy argument that is going away).
+    """
     (mu1, s1), (mu2, s2) = a.mean_cov(), b.mean_cov()
-    return float(calculate_frechet_distance(mu1, s1, mu2, s2))
+    root = _psd_sqrt(s1)
+    eig = np.linalg.eigvalsh(root @ s2 @ root)
+    tr_covmean = np.sqrt(np.clip(eig, 0, None)).sum()
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_covmean)
 
 
 class FIDMetric:

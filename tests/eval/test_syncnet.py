@@ -1,0 +1,135 @@
+"""SyncNet expert architecture (spec §2.10) and LSE through the scorer's real windowing path."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edtalk.audio import SAMPLE_RATE, SAMPLES_PER_FRAME
+from edtalk.eval.metrics import Clip, MetricSettings, MetricSuite
+from edtalk.eval.metrics.sync import SyncExpertScorer, face_windows
+from edtalk.networks.syncnet import SyncNet, SyncNetConfig, load_syncnet
+
+KEYS_FILE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "official_state_dict_keys.txt"
+
+
+def _official_syncnet_keys():
+    if not KEYS_FILE.is_file():
+        pytest.skip(f"{KEYS_FILE} not found")
+    section = KEYS_FILE.read_text().split("## MODEL: SyncNet_color")[1].split("## MODEL")[0]
+    rows = [line.split() for line in section.splitlines()[1:] if line.strip() and not line.startswith("#")]
+    return {r[0]: r[1] for r in rows}
+
+
+def test_syncnet_state_dict_matches_the_official_keys_and_shapes():
+    official = _official_syncnet_keys()
+    ours = {k: "x".join(map(str, v.shape)) or "scalar" for k, v in SyncNet().state_dict().items()}
+    assert ours == official and len(ours) == 217
+
+
+def test_syncnet_embeddings_are_unit_and_scores_in_unit_interval():
+    net = SyncNet(SyncNetConfig.tiny()).eval()
+    a, v = net(torch.randn(3, 1, 80, 16), torch.rand(3, 15, 48, 96))
+    assert a.shape == v.shape == (3, 16)
+    np.testing.assert_allclose(a.norm(dim=1).detach(), 1.0, atol=1e-5)
+    score = SyncNet.sync_score(a, v)
+    assert ((score >= 0) & (score <= 1 + 1e-6)).all()
+
+
+def test_syncnet_round_trips_through_both_weight_formats(tmp_path):
+    net = SyncNet(SyncNetConfig.tiny()).eval()
+    for p in net.parameters():
+        torch.nn.init.normal_(p)
+    mels, faces = torch.randn(2, 1, 80, 16), torch.rand(2, 15, 48, 96)
+    expected = net(mels, faces)
+    net.save_pretrained(tmp_path / "expert")
+    torch.save({"state_dict": {f"module.{k}": v for k, v in net.state_dict().items()}}, tmp_path / "wav2lip.pth")
+    for path in (tmp_path / "expert", tmp_path / "wav2lip.pth"):
+        loaded = load_syncnet(path)
+        assert loaded.config == net.config
+        for got, want in zip(loaded(mels, faces), expected):
+            torch.testing.assert_close(got, want)
+
+
+class PlantedSyncNet(torch.nn.Module):
+    """Random-weight embeddings planted so that audio and video agree at offset 0.
+
+    Video: mouth open ⇔ the lower half of the centre frame (channels 6–8) is bright.  Audio:
+    mouth open ⇔ the centre mel rows (frame i of the window) hold a loud tone.  Both map the soft
+    open/closed value through the same random 2→8 projection.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(2, 8)
+        torch.nn.init.normal_(self.proj.weight, generator=torch.Generator().manual_seed(0))
+
+    def _embed(self, openness):
+        return self.proj(torch.stack([openness, 1 - openness], dim=1))
+
+    def embed_face(self, faces):
+        return self._embed(torch.sigmoid(20 * (faces[:, 6:9].mean(dim=(1, 2, 3)) - 0.5)))
+
+    def embed_audio(self, mels):
+        return self._embed(torch.sigmoid(4 * mels[:, 0, :, 7:9].amax(dim=1).mean(dim=1)))
+
+
+def _talking_clip(open_frames, seed=0):
+    """Frames whose lower half is white while the mouth is open; audio loud exactly then."""
+    t = len(open_frames)
+    frames = np.full((t, 48, 48, 3), 40, np.uint8)
+    frames[np.asarray(open_frames, bool), 24:] = 255
+    rng = np.random.default_rng(seed)
+    n = np.arange(t * SAMPLES_PER_FRAME)
+    wav = 1e-4 * rng.normal(size=n.size)
+    loud = np.repeat(np.asarray(open_frames, bool), SAMPLES_PER_FRAME)
+    wav[loud] += 0.5 * np.sin(2 * np.pi * 440 * n[loud] / SAMPLE_RATE)
+    return frames, wav.astype(np.float32)
+
+
+def _syllables(seed, t=75):
+    rng = np.random.default_rng(seed)
+    states, value = [], 0
+    while len(states) < t:
+        states += [value] * int(rng.integers(3, 7))
+        value = 1 - value
+    return np.array(states[:t])
+
+
+def test_planted_syncnet_finds_the_offset_and_scores_synced_above_shifted():
+    scorer = SyncExpertScorer(PlantedSyncNet())
+    speech = _syllables(1)
+    frames, wav = _talking_clip(speech)
+    synced = scorer.score(frames, wav)
+    assert synced["offset"] == 0 and synced["lse_d"] < 0.5  # > 0: mel windows blur the syllable edges
+    # the video runs 3 frames late: video frame i shows what the audio said at frame i−3
+    late_frames, _ = _talking_clip(np.concatenate([speech[:3], speech[:-3]]))
+    late = scorer.score(late_frames, wav)
+    assert late["offset"] == -3
+    other_frames, _ = _talking_clip(_syllables(2))
+    unrelated = scorer.score(other_frames, wav)
+    assert synced["lse_c"] > unrelated["lse_c"] and synced["lse_d"] < unrelated["lse_d"]
+    # at offset 0 the shifted clip is far out of sync: its distance there is large
+    from edtalk.eval.metrics.sync import offset_distances
+
+    offsets, dists = offset_distances(*scorer.embeddings(late_frames, wav), 15)
+    assert dists[offsets == 0][0] > 4 * synced["lse_d"]
+
+
+def test_face_windows_stack_five_lower_halves_frame_major():
+    frames = np.stack([np.full((96, 96, 3), 10 * i, np.uint8) for i in range(6)])
+    frames[:, :48] = 255  # upper halves never reach the encoder
+    win = face_windows(frames)
+    assert win.shape == (6, 15, 48, 96)
+    centre_values = win[:, ::3].mean(dim=(2, 3)) * 255  # one channel per stacked frame
+    expected = np.clip(np.arange(6)[:, None] + np.arange(-2, 3)[None], 0, 5) * 10
+    np.testing.assert_allclose(centre_values.numpy(), expected, atol=0.5)
+
+
+def test_suite_runs_lse_with_a_saved_syncnet_expert_labelled_not_comparable(tmp_path):
+    SyncNet(SyncNetConfig.tiny()).save_pretrained(tmp_path / "expert")
+    suite = MetricSuite(MetricSettings(paths={"syncnet": str(tmp_path / "expert")}, only=("lse_c", "lse_d")))
+    assert suite.status["lse_c"].ok and not suite.status["lse_c"].comparable
+    frames, wav = _talking_clip(_syllables(3, 40))
+    row = suite.row(Clip("x", frames, frames, wav=wav))
+    assert np.isfinite(row["lse_d"]) and row["lse_c"] >= 0 and -15 <= row["av_offset"] <= 15
