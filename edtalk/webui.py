@@ -412,12 +412,24 @@ def serve(host: str = "127.0.0.1", port: int = 7860, share: bool = False, checkp
     resolve_device(device)  # a wrong --device fails here, not on the first request
     demo = build_app(ui)
     demo.queue(default_concurrency_limit=1)
+    stop_on_sigterm()
     try:
         demo.launch(server_name=host, server_port=port, share=share, allowed_paths=[],
                     blocked_paths=[str(Path(checkpoint_dir).resolve())], max_file_size=SERVER_MAX_UPLOAD,
                     ssr_mode=False, footer_links=[], theme=_theme(), show_error=True)
     finally:
         shutil.rmtree(ui.work_dir, ignore_errors=True)
+
+
+def stop_on_sigterm() -> None:
+    """`kill` stops the server like Ctrl-C does, so the temporary folders are removed."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
 
 
 __all__ = ["WebUI", "Form", "ModelCache", "build_app", "serve", "check_upload", "expression_spec",

@@ -50,7 +50,8 @@ def server(tiny_ckpt_dir, tmp_path_factory):
     """`edtalk webui` on a free loopback port with tiny random-weight checkpoints; its URL."""
     port = _free_port()
     log_path = tmp_path_factory.mktemp("webui-server") / "server.log"
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
+    tmp = tmp_path_factory.mktemp("webui-tmp")  # the server's temporary folders go here
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1", TMPDIR=str(tmp))
     with open(log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "edtalk.cli", "webui", "--host", "127.0.0.1", "--port",
                                  str(port), "--checkpoint-dir", str(tiny_ckpt_dir), "--device", "cpu"],
@@ -65,6 +66,8 @@ def server(tiny_ckpt_dir, tmp_path_factory):
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+    # `kill` stops it cleanly: uploads and results are gone with it.
+    assert list(tmp.glob("edtalk-webui-*")) == [], log_path.read_text()
 
 
 def _wait_until_serving(url, proc, log_path):

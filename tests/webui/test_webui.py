@@ -85,8 +85,8 @@ def test_model_cache_loads_once_and_reloads_a_replaced_file(tiny_ckpt_dir, speec
     assert cache.get(opts)[0] is not model and cache.loads == 3
 
 
-def test_generation_per_session_reuses_the_model(tiny_ckpt_dir, speech):
-    ui = WebUI(checkpoint_dir=str(tiny_ckpt_dir), device="cpu")
+def test_generation_per_session_reuses_the_model(tiny_ckpt_dir, speech, tmp_path):
+    ui = WebUI(checkpoint_dir=str(tiny_ckpt_dir), device="cpu", work_dir=tmp_path / "work")
     form = Form(identity=str(EXAMPLES / "source.png"), audio=str(speech), crop=False, exp_choice=EXP_PRESET)
     path_a, summary = ui.run(form, "session-a")
     path_b, _ = ui.run(dataclasses.replace(form, preset="sad"), "session-b")
@@ -100,7 +100,7 @@ def test_generation_per_session_reuses_the_model(tiny_ckpt_dir, speech):
 
 
 def test_mistakes_become_one_message_without_server_paths(tmp_path, speech, not_an_image):
-    ui = WebUI(checkpoint_dir=str(tmp_path / "empty"), device="cpu")
+    ui = WebUI(checkpoint_dir=str(tmp_path / "empty"), device="cpu", work_dir=tmp_path / "work")
     form = Form(identity=str(EXAMPLES / "source.png"), audio=str(speech), crop=False)
     with pytest.raises(EDTalkError, match=r"checkpoint not found: .*EDTalk.*\.pt .*edtalk download"):
         ui.run(form, "s")
