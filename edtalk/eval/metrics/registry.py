@@ -72,10 +72,11 @@ WEIGHT_SOURCES: Dict[str, WeightSource] = {w.name: w for w in (
                  "lipsync_expert.pth; the paper-style LSE uses syncnet_v2 (syncnet_python), not this"),
     WeightSource("emotion", "--emotion-classifier", "EDTALK_EMOTION_CLASSIFIER", ("acc_emo",),
                  "a TorchScript 8-way emotion classifier (input [N,3,224,224] RGB in [0,1], logits in "
-                 "MEAD order angry…surprised); the paper uses EAT's Emotion-FAN fine-tuned on MEAD"),
+                 "MEAD order angry…surprised; or a torch.export .pt2); the paper uses EAT's Emotion-FAN "
+                 "fine-tuned on MEAD"),
     WeightSource("arcface", "--arcface", "EDTALK_ARCFACE", ("csim",),
-                 "a TorchScript ArcFace (input [N,3,112,112] RGB in [-1,1] → embeddings), e.g. an "
-                 "insightface iresnet100 export; without it CSIM uses dlib's face-recognition ResNet"),
+                 "a TorchScript (or torch.export .pt2) ArcFace (input [N,3,112,112] RGB in [-1,1] → embeddings), "
+                 "e.g. an insightface iresnet100 export; without it CSIM uses dlib's face-recognition ResNet"),
 )}
 
 
@@ -106,3 +107,19 @@ class MetricSettings:
 
     def wants(self, *keys: str) -> bool:
         return self.only is None or any(k in self.only for k in keys)
+
+
+def load_user_network(path: Path, what: str, device="cpu"):
+    """A user-supplied network: a torch.export program (.pt2) or a TorchScript file."""
+    import warnings
+
+    import torch
+
+    try:
+        if Path(path).suffix == ".pt2":
+            return torch.export.load(str(path)).module().to(device)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated, still the common format
+            return torch.jit.load(str(path), map_location=device).eval()
+    except Exception as exc:
+        raise MetricUnavailable(f"cannot load the {what} {path}: {str(exc).strip().splitlines()[0]}") from None
