@@ -130,6 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
                         epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_train_args(tr)
 
+    from .train.motion import add_extract_motion_args, add_make_presets_args
+
+    em = sub.add_parser("extract-motion", help="cache per-frame mouth/pose/expression weights of a training tree",
+                        description="Write <tree>/EDTalk_{lip,pose,exp}_feature/<clip>.npy (spec §8.8); resumable.")
+    add_extract_motion_args(em)
+    mp = sub.add_parser("make-presets", help="expression presets = mean α_e per emotion of a MEAD-style tree",
+                        description="Average α_e per emotion over a MEAD tree's train split (spec §8.8) into "
+                                    "<emotion>.npy (1,10) files usable with `generate --exp NAME --presets DIR`.")
+    add_make_presets_args(mp)
+
     ev = sub.add_parser("evaluate", help="the paper's metrics (PSNR, SSIM, LPIPS, LMD, FID, LSE, Acc_emo, CSIM)",
                         description="Evaluate generated videos against ground truth (spec §9): per-clip CSV, JSON "
                                     "summary, markdown table in the paper's layout, PNG plots.",
@@ -204,6 +214,18 @@ def _cmd_webui(args) -> int:
     return 0
 
 
+def _cmd_extract_motion(args) -> int:
+    from .train.motion import run_extract_motion
+
+    return run_extract_motion(args)
+
+
+def _cmd_make_presets(args) -> int:
+    from .train.motion import run_make_presets
+
+    return run_make_presets(args)
+
+
 def _cmd_evaluate(args) -> int:
     from .eval.metrics.registry import METRICS, WEIGHT_SOURCES, MetricSettings
     from .eval.protocol import EvaluateRequest, GenerationPlan, run_evaluate
@@ -235,7 +257,7 @@ def _cmd_evaluate(args) -> int:
 
 
 COMMANDS = {"evaluate": _cmd_evaluate, "generate": _cmd_generate, "download": _cmd_download, "presets": _cmd_presets, "examples": _cmd_examples, "train": _cmd_train,
-            "webui": _cmd_webui}
+            "webui": _cmd_webui, "extract-motion": _cmd_extract_motion, "make-presets": _cmd_make_presets}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
