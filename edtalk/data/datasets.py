@@ -16,6 +16,8 @@ Items (images: float32 tensors [3,S,S] in [-1,1], RGB; S = `size`, or the tree's
 
 Both datasets:
 
+- `root`: one tree, or several as a list or joined with ``os.pathsep`` — spec §8.1 pairs come from
+  MEAD+HDTF: ``Stage0Pairs("data/mead:data/hdtf")`` (each clip keeps its own tree's rule);
 - ``len(ds)`` = number of clips in the split (or `length`; then clip i is drawn at random);
 - ``ds.set_epoch(epoch)``: all randomness of item i comes from
   ``numpy.random.default_rng([seed, epoch, i])`` — no global RNG, so an item is a pure function
@@ -45,7 +47,7 @@ from edtalk.data.mouth_swap import mouth_swap
 from edtalk.data.store import open_frames, resize_frame
 from edtalk.errors import InputError
 
-__all__ = ["Stage0Pairs", "Stage1Items", "to_tensor", "scale_landmarks"]
+__all__ = ["Stage0Pairs", "Stage1Items", "to_tensor", "scale_landmarks", "split_roots"]
 
 
 def to_tensor(frame: np.ndarray) -> torch.Tensor:
@@ -61,41 +63,70 @@ def scale_landmarks(landmarks: np.ndarray, from_size: int, to_size: int) -> np.n
     return (np.asarray(landmarks, dtype=np.float64) + 0.5) * k - 0.5
 
 
-class _TreeDataset(Dataset):
-    """Clips of one split of one tree, grouped by speaker (MEAD) or video (HDTF)."""
+def split_roots(root) -> list:
+    """One tree path, a sequence of them, or one string joining several with os.pathsep
+    ("data/mead:data/hdtf", as in PATH) → [Path, …]."""
+    if isinstance(root, (str, os.PathLike)):
+        parts = [p for p in os.fspath(root).split(os.pathsep) if p]
+    else:
+        parts = [os.fspath(p) for p in root]
+    if not parts:
+        raise InputError("no data root given")
+    return [Path(p) for p in parts]
 
-    def __init__(self, root: os.PathLike, split: str = "train", size: Optional[int] = None, seed: int = 0,
+
+class _Tree:
+    """One tree's split: names, kind, frame reader and native frame size."""
+
+    def __init__(self, root: Path, split: str, store):
+        from edtalk.video import probe_video
+
+        self.root = root
+        self.names = layout.read_split(root, split)
+        if not self.names:
+            raise InputError(f"{root}/{split}.json lists no clips")
+        kinds = {layout.name_kind(n) for n in self.names}
+        if len(kinds) != 1:
+            raise InputError(f"{root}/{split}.json mixes MEAD and HDTF names")
+        self.kind = kinds.pop()
+        self.store = store if store is not None else open_frames(root)
+        self.native_size = int(probe_video(layout.clip_path(root, "video", self.names[0]))["width"])
+
+
+class _TreeDataset(Dataset):
+    """Clips of one split of one or more trees, grouped by speaker (MEAD) or video (HDTF)."""
+
+    def __init__(self, root, split: str = "train", size: Optional[int] = None, seed: int = 0,
                  store=None, length: Optional[int] = None):
-        self.root = Path(root)
         if split not in layout.SPLITS:
             raise InputError(f"split must be one of {layout.SPLITS}, got {split!r}")
         self.split = split
-        self.names = layout.read_split(self.root, split)
-        if not self.names:
-            raise InputError(f"{self.root}/{split}.json lists no clips")
-        kinds = {layout.name_kind(n) for n in self.names}
-        if len(kinds) != 1:
-            raise InputError(f"{self.root}/{split}.json mixes MEAD and HDTF names")
-        self.kind = kinds.pop()
-        self.groups: dict = {}
-        for k, name in enumerate(self.names):
-            self.groups.setdefault(layout.group_of(name, self.kind), []).append(k)
+        self.trees = [_Tree(r, split, store) for r in split_roots(root)]
+        self.root = self.trees[0].root
+        self.names: list = []
+        self._tree_of: dict = {}
+        self.groups: dict = {}  # (tree index, speaker or video) → clip indices
+        for t, tree in enumerate(self.trees):
+            for name in tree.names:
+                if name in self._tree_of:
+                    raise InputError(f"clip {name!r} is in two data roots")
+                self._tree_of[name] = tree
+                self.groups.setdefault((t, layout.group_of(name, tree.kind)), []).append(len(self.names))
+                self.names.append(name)
         self.group_names = sorted(self.groups)
-        self.group_of_clip = [layout.group_of(n, self.kind) for n in self.names]
         self.seed = int(seed)
         self.epoch = 0
         self.length = None if length is None else int(length)
         if self.length is not None and self.length < 1:
             raise InputError(f"length must be positive, got {length}")
-        self.store = store if store is not None else open_frames(self.root)
-        self.native_size = self._native_size()
+        native = {tree.native_size for tree in self.trees}
+        if size is None and len(native) > 1:
+            raise InputError(f"data roots have different frame sizes {sorted(native)}: give a size")
+        self.native_size = native.pop() if len(native) == 1 else None
         self.size = int(size) if size is not None else self.native_size
 
-    def _native_size(self) -> int:
-        from edtalk.video import probe_video
-
-        info = probe_video(layout.clip_path(self.root, "video", self.names[0]))
-        return int(info["width"])
+    def kind_of(self, name: str) -> str:
+        return self._tree_of[name].kind
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -112,14 +143,15 @@ class _TreeDataset(Dataset):
         return index if self.length is None else int(rng.integers(len(self.names)))
 
     def _random_frame(self, name: str, rng: np.random.Generator) -> int:
-        return int(rng.integers(self.store.num_frames(name)))
+        return int(rng.integers(self._tree_of[name].store.num_frames(name)))
 
     def _image(self, name: str, index: int) -> np.ndarray:
-        return resize_frame(self.store.frame(name, index), self.size)
+        return resize_frame(self._tree_of[name].store.frame(name, index), self.size)
 
     def _landmarks(self, name: str, index: int) -> np.ndarray:
-        lm = np.load(layout.clip_path(self.root, "landmark", name), mmap_mode="r")[index]
-        return scale_landmarks(lm, self.native_size, self.size)
+        tree = self._tree_of[name]
+        lm = np.load(layout.clip_path(tree.root, "landmark", name), mmap_mode="r")[index]
+        return scale_landmarks(lm, tree.native_size, self.size)
 
 
 class Stage0Pairs(_TreeDataset):
@@ -127,18 +159,21 @@ class Stage0Pairs(_TreeDataset):
 
     def __init__(self, root, split="train", size=None, seed=0, store=None, length=None):
         super().__init__(root, split, size, seed, store, length)
-        self.neutral: dict = {}
-        if self.kind == "mead":
-            for group, clips in self.groups.items():
-                neutral = [k for k in clips if layout.parse_mead_name(self.names[k]).emotion == "neutral"]
-                self.neutral[group] = neutral or clips
+        self.neutral: dict = {}  # MEAD clip index → the neutral clips of its speaker (all its clips if none)
+        for clips in self.groups.values():
+            if self.kind_of(self.names[clips[0]]) != "mead":
+                continue
+            neutral = [k for k in clips if layout.parse_mead_name(self.names[k]).emotion == "neutral"]
+            for k in clips:
+                self.neutral[k] = neutral or clips
 
     def plan(self, index: int) -> dict:
         """{"source": (name, frame), "target": (name, frame)} of item `index`."""
         rng = self._rng(index)
-        target = self.names[self._clip_index(index, rng)]
-        if self.kind == "mead":
-            pool = self.neutral[layout.group_of(target, "mead")]
+        clip = self._clip_index(index, rng)
+        target = self.names[clip]
+        if clip in self.neutral:
+            pool = self.neutral[clip]
             source = self.names[pool[int(rng.integers(len(pool)))]]
         else:
             source = target

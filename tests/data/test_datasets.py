@@ -189,3 +189,19 @@ def test_dataloader_workers_give_the_same_items(synth_trees):
     for i in range(len(ds)):
         item = ds[i]
         assert all(torch.equal(batch[k][i], item[k]) for k in item)
+
+
+def test_stage0_over_mead_and_hdtf_roots(synth_trees):
+    import os
+
+    mead, hdtf = synth_trees["mead"], synth_trees["hdtf"]
+    both = Stage0Pairs(f"{mead}{os.pathsep}{hdtf}", seed=4)
+    names = layout.read_split(mead, "train") + layout.read_split(hdtf, "train")
+    assert both.names == names and len(both) == len(names)
+    for i in range(len(both)):
+        plan = both.plan(i)
+        if layout.name_kind(plan["target"][0]) == "mead":
+            assert "#neutral#" in plan["source"][0]
+        else:
+            assert plan["source"][0] == plan["target"][0]
+    assert both[len(both) - 1]["source"].shape == (3, 48, 48)

@@ -65,6 +65,9 @@ def mead(tmp_path_factory):
     _raw_clip(raw / "M005/video/front/neutral/level_1/001.mp4", 1.2, 1)   # official train speaker
     _raw_clip(raw / "M003/video/front/happy/level_2/003.mp4", 0.6, 2)     # official test speaker
     _raw_clip(raw / "M007/video/front/sad/level_3/002.mp4", 0.4, 3, face=False)
+    silent = raw / "M009/video/front/angry/level_1/001.mp4"
+    silent.parent.mkdir(parents=True)
+    write_video(silent, _frames(6), fps=RAW_FPS)  # no audio track
     (raw / "M007/video/front/bored/level_1").mkdir(parents=True)
     (raw / "M007/video/front/bored/level_1/001.mp4").write_bytes(b"")
     out = raw.parent / (raw.name + "_out")
@@ -79,8 +82,10 @@ def test_mead_tree_is_valid_with_25fps_clips_and_the_official_split(mead):
     # 36 frames at 30 fps = 1.2 s = 30 frames at 25 fps; 18 → 15 for the 0.6 s clip.
     assert report.frames == {"M005#neutral#level_1#001": 30, "M003#happy#level_2#003": 15}
     assert sorted(summary.prepared) == ["M003#happy#level_2#003", "M005#neutral#level_1#001"]
-    assert set(summary.failed) == {"M007#sad#level_3#002", str(raw / "M007/video/front/bored/level_1/001.mp4")}
+    assert set(summary.failed) == {"M007#sad#level_3#002", "M009#angry#level_1#001",
+                                   str(raw / "M007/video/front/bored/level_1/001.mp4")}
     assert "no face" in summary.failed["M007#sad#level_3#002"]
+    assert "has no audio track" in summary.failed["M009#angry#level_1#001"]
     assert "bored" in summary.failed[str(raw / "M007/video/front/bored/level_1/001.mp4")]
     assert "failed M007#sad#level_3#002: no face" in str(summary)
     assert np.load(layout.clip_path(out, "bbox", "M003#happy#level_2#003")).max() <= 63
