@@ -1,0 +1,198 @@
+"""SynthTalk factor network: a small CNN that reads SynthTalk's known factors off a frame.
+
+Its use is the perceptual term of training on machines without ImageNet VGG19 weights (issue 8):
+:meth:`FactorNet.features` gives five feature maps at several depths, like VGG's relu1_1…relu5_1
+(spec §8 "VGG pyramid"), from a network whose job was to see exactly what a talking-head model
+must get right.
+
+What it regresses (per frame, from one frame in [-1,1]):
+
+- ``mouth`` [3], ``pose`` [6], ``expression`` [6], ``blink`` [1]: the per-frame factors of
+  :mod:`edtalk.data.synthtalk`, so deep features respond to mouth opening, eyes and pose;
+- ``identity`` [35]: the visible attributes of the speaker (face shape, skin / hair / iris / lip /
+  shirt / background colours, hair style one-hot; the voice is left out).  Without this head a
+  factor regressor may learn to ignore colour and texture (they do not help read the mouth), and
+  a perceptual loss built on it would let a generator change skin, hair or background for free.
+  Regressing them keeps colour detail in the early, full-resolution layers.
+
+Architecture (64×64 input; any power-of-two ``size`` ≥ 16): a stem :class:`ConvLayer` at full
+resolution, three downsampling :class:`ResBlock` and one downsampling ConvLayer (the five feature
+levels, each ½ the resolution of the one before), average-pooled to 4×4, then a two-layer
+:class:`EqualLinear` head.  No normalisation layers, so train and eval modes compute the same
+function.  Outputs are standardised targets; the per-target mean/std of the training data are
+buffers, so :meth:`FactorNet.predict` answers in factor units.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..checkpoints import CONFIG_NAME, WEIGHTS_NAME, load_state_dict_strict, read_state_dict
+from ..checkpoints import save_pretrained as _save_pretrained
+from ..config import _ConfigMixin
+from ..errors import CheckpointError
+from ..nn.layers import ConvLayer, EqualLinear, ResBlock
+
+__all__ = ["FactorNetConfig", "FactorNet", "FactorBackbone", "IDENTITY_NAMES", "FACTOR_NET_ENV",
+           "default_factor_net_dir", "load_factor_backbone"]
+
+MODEL_TYPE = "synthtalk_factor_net"
+FACTOR_NET_ENV = "EDTALK_FACTOR_NET"
+
+# The visible part of edtalk.data.synthtalk_render.Identity.vector(): its first 34 entries without
+# the style index (replaced by a one-hot), then nothing of the voice (f0, tract).
+IDENTITY_NAMES = (
+    "face_w", "face_h", "eye_gap", "eye_size", "nose_len", "mouth_w", "lip_thick", "brow_thick",
+    "skin_r", "skin_g", "skin_b", "hair_r", "hair_g", "hair_b",
+    "style_short", "style_long", "style_fringe", "style_bald", "hairline", "hair_tilt",
+    "iris_r", "iris_g", "iris_b", "lips_r", "lips_g", "lips_b", "shirt_r", "shirt_g", "shirt_b",
+    "bg_top_r", "bg_top_g", "bg_top_b", "bg_bottom_r", "bg_bottom_g", "bg_bottom_b",
+)
+
+DEFAULT_GROUPS = {"mouth": 3, "pose": 6, "expression": 6, "blink": 1, "identity": len(IDENTITY_NAMES)}
+
+
+@dataclass
+class FactorNetConfig(_ConfigMixin):
+    """Architecture of :class:`FactorNet`.  `channels`: widths of the five feature levels
+    (full, ½, ¼, ⅛, 1/16 resolution); `groups`: output size of every regressed factor group."""
+
+    size: int = 64
+    channels: tuple = (16, 48, 96, 128, 48)
+    hidden: int = 128
+    groups: Dict[str, int] = field(default_factory=lambda: dict(DEFAULT_GROUPS))
+    model_type: str = MODEL_TYPE
+
+    def __post_init__(self):
+        self.channels = tuple(int(c) for c in self.channels)
+        self.groups = {str(k): int(v) for k, v in self.groups.items()}
+        if len(self.channels) != 5:
+            raise ValueError(f"FactorNet channels must list 5 widths, got {self.channels}")
+        log_size = math.log2(self.size)
+        if self.size < 16 or log_size != int(log_size):
+            raise ValueError(f"size must be a power of two >= 16, got {self.size}")
+        if not self.groups or min(self.groups.values()) < 1:
+            raise ValueError(f"groups must name at least one factor group of size >= 1, got {self.groups}")
+
+    @property
+    def num_outputs(self) -> int:
+        return sum(self.groups.values())
+
+    @classmethod
+    def tiny(cls) -> "FactorNetConfig":
+        return cls(channels=(4, 8, 8, 8, 8), hidden=16)
+
+
+class FactorNet(nn.Module):
+    """Frame [B,3,S,S] in [-1,1] → standardised factors [B, num_outputs]; see the module doc."""
+
+    def __init__(self, config: Optional[FactorNetConfig] = None):
+        super().__init__()
+        self.config = config = config or FactorNetConfig()
+        c = config.channels
+        self.stem = ConvLayer(3, c[0], 3)
+        self.blocks = nn.ModuleList([ResBlock(c[0], c[1]), ResBlock(c[1], c[2]), ResBlock(c[2], c[3])])
+        self.last = ConvLayer(c[3], c[4], 3, downsample=True)
+        self.fc = EqualLinear(c[4] * 16, config.hidden, activation=True)
+        self.out = EqualLinear(config.hidden, config.num_outputs)
+        self.register_buffer("target_mean", torch.zeros(config.num_outputs))
+        self.register_buffer("target_std", torch.ones(config.num_outputs))
+
+    # ----------------------------------------------------------------------------- forward
+
+    def features(self, images: torch.Tensor) -> List[torch.Tensor]:
+        """The perceptual backbone: five activations, full resolution first (like VGG relu1_1…5_1).
+
+        Inputs smaller than the network can take (under 2 px before a downsampling level, e.g. a
+        64×64 frame at ⅛ scale of a pyramid) give only the levels that fit.
+        """
+        x = self.stem(images.clamp(-1.0, 1.0))
+        feats = [x]
+        for layer in [*self.blocks, self.last]:
+            if min(x.shape[-2:]) < 2:
+                break
+            x = layer(x)
+            feats.append(x)
+        return feats
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Standardised predictions [B, num_outputs] (groups in `config.groups` order)."""
+        feats = self.features(images)
+        if len(feats) < 5:
+            raise ValueError(f"FactorNet needs frames of at least 16×16 pixels, got {tuple(images.shape[-2:])}")
+        x = F.adaptive_avg_pool2d(feats[-1], 4).flatten(1)
+        return self.out(self.fc(x))
+
+    def split(self, outputs: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """[B, num_outputs] → {group: [B, d]} in `config.groups` order."""
+        return dict(zip(self.config.groups, outputs.split(list(self.config.groups.values()), dim=1)))
+
+    def predict(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """{group: [B, d]} in factor units (mouth open in [0,1], pose in radians, ...)."""
+        return self.split(self(images) * self.target_std + self.target_mean)
+
+    # ----------------------------------------------------------------------------- files
+
+    def save_pretrained(self, directory) -> Path:
+        """`directory/model.safetensors` + `config.json` (the package's own format)."""
+        return _save_pretrained(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, directory, device=None) -> "FactorNet":
+        """Load a folder written by :meth:`save_pretrained` (eval mode)."""
+        directory = Path(directory)
+        cfg_path = directory / CONFIG_NAME
+        if not cfg_path.is_file() or not (directory / WEIGHTS_NAME).is_file():
+            raise CheckpointError(f"{directory} is not a saved factor network (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
+        data = json.loads(cfg_path.read_text())
+        if data.get("model_type") != MODEL_TYPE:
+            raise CheckpointError(f"{directory} holds a {data.get('model_type')} model, expected {MODEL_TYPE}")
+        model = cls(FactorNetConfig.from_dict(data))
+        load_state_dict_strict(model, read_state_dict(directory, MODEL_TYPE), "factor network")
+        return model.to(device or "cpu").eval()
+
+
+class FactorBackbone(nn.Module):
+    """A frozen FactorNet as a perceptual backbone: images in [-1,1] → list of feature maps.
+
+    Parameters never require grad and the module stays in eval mode (a trainer calling
+    ``.train()`` on its loss modules changes nothing); gradients still flow to the images.
+    """
+
+    def __init__(self, net: FactorNet):
+        super().__init__()
+        self.net = net.eval().requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "FactorBackbone":
+        return super().train(False)
+
+    def forward(self, images: torch.Tensor) -> List[torch.Tensor]:
+        return self.net.features(images)
+
+
+def default_factor_net_dir() -> Path:
+    """$EDTALK_FACTOR_NET, else the shipped ``checkpoints/synthtalk_factor_net`` of the repository."""
+    env = os.environ.get(FACTOR_NET_ENV)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "checkpoints" / "synthtalk_factor_net"
+
+
+def load_factor_backbone(path=None, device=None) -> FactorBackbone:
+    """The trained SynthTalk factor network as a frozen perceptual backbone (see FactorBackbone).
+
+    `path`: a folder from :meth:`FactorNet.save_pretrained`; default :func:`default_factor_net_dir`.
+    """
+    directory = Path(path) if path is not None else default_factor_net_dir()
+    if not directory.is_dir():
+        raise CheckpointError(f"factor network not found at {directory} (set ${FACTOR_NET_ENV} to its folder, "
+                              "or train one: python -m edtalk.train.factor_net --help)")
+    return FactorBackbone(FactorNet.from_pretrained(directory, device=device))
