@@ -36,6 +36,9 @@ def _add_generate_args(p: argparse.ArgumentParser) -> None:
     io.add_argument("--exp", default=None, help="expression: preset name, blend, video/image, .npy, or none (default)")
     io.add_argument("--exp-intensity", type=float, default=1.0,
                     help="preset strength: 0 = neutral, 1 = the preset (default), >1 exaggerates")
+    io.add_argument("--presets", metavar="DIR", default=None,
+                    help="take --exp presets from DIR/<name>.npy (e.g. from `edtalk make-presets`; "
+                         "default: $EDTALK_PRESETS, else the official presets)")
     io.add_argument("--out", default="results/edtalk.mp4", help="output MP4 (default: results/edtalk.mp4)")
     io.add_argument("--save-frames", metavar="DIR", help="also write every frame as PNG into DIR")
 
@@ -118,7 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--from", dest="from_folder", metavar="FOLDER", help="copy from a local folder instead of downloading")
     dl.add_argument("--force", action="store_true", help="replace files that are already there")
 
-    sub.add_parser("presets", help="list the expression presets")
+    pr = sub.add_parser("presets", help="list the expression presets")
+    pr.add_argument("--presets", metavar="DIR", default=None, help="list the presets of DIR (default: $EDTALK_PRESETS "
+                    "or the official ones)")
 
     ex = sub.add_parser("examples", help="(re)generate the bundled example inputs")
     ex.add_argument("--out", default="examples", help="folder (default: examples)")
@@ -163,6 +168,10 @@ def _cmd_generate(args) -> int:
 
     if args.batch_size is not None and args.batch_size < 1:
         raise EDTalkError("--batch-size must be at least 1")
+    if args.presets:
+        from .presets import use_preset_dir
+
+        use_preset_dir(args.presets)
     opts = GenerateOptions(
         source=args.source, out=args.out, lip=args.lip, audio=args.audio, pose=args.pose, exp=args.exp,
         exp_intensity=args.exp_intensity, checkpoint=args.checkpoint, audio2lip_checkpoint=args.audio2lip_checkpoint,
@@ -185,9 +194,11 @@ def _cmd_download(args) -> int:
 
 
 def _cmd_presets(args) -> int:
-    from .presets import EMOTIONS
+    from .presets import preset_names, use_preset_dir
 
-    print("expression presets: " + " ".join(EMOTIONS))
+    if args.presets:
+        use_preset_dir(args.presets)
+    print("expression presets: " + " ".join(preset_names()))
     print('blend with e.g. --exp "happy:0.7+surprised:0.3"; scale with --exp-intensity')
     return 0
 

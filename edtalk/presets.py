@@ -3,12 +3,17 @@
 Each preset is the expression weight vector α_e ∈ R^10 the official release ships as
 `predefined_exp_weights/<name>.npy`. Intensity s interpolates from neutral:
 α = α_neutral + s·(α_emo − α_neutral), so s = 1 is the preset and s = 0 is neutral.
+
+A folder of `<name>.npy` files (the official format, e.g. from `edtalk make-presets` for a model
+you trained) replaces the built-in table: `use_preset_dir(DIR)` (the CLI's `--presets DIR`) or the
+environment variable EDTALK_PRESETS.  It needs `neutral.npy` (intensities scale from neutral).
 """
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -33,15 +38,53 @@ PRESETS: Dict[str, Tuple[float, ...]] = {
                   4.2018322945, -1.1848171949, 2.2110018730, 0.4526675940),
 }
 EMOTIONS: List[str] = sorted(PRESETS)
+PRESETS_ENV = "EDTALK_PRESETS"
+_preset_dir: Optional[Path] = None
+
+
+def use_preset_dir(path) -> None:
+    """Take presets from a folder of `<name>.npy` files from now on (None: back to $EDTALK_PRESETS
+    or the built-in table).  The folder is checked here, so a bad one fails before any work."""
+    global _preset_dir
+    _preset_dir = None if path is None else Path(path)
+    if _preset_dir is not None:
+        load_preset_dir(_preset_dir)
+
+
+def load_preset_dir(path) -> Dict[str, np.ndarray]:
+    """{name: α_e [10] float32} of the `<name>.npy` files (shape [10] or [1,10]) in a folder."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise InputError(f"preset folder not found: {folder}")
+    table = {}
+    for file in sorted(folder.glob("*.npy")):
+        arr = load_weights_file(file)
+        if len(arr) != 1:
+            raise InputError(f"preset {file} must hold one vector ([10] or [1,10]), got {len(arr)} rows")
+        table[file.stem.lower()] = arr[0]
+    if "neutral" not in table:
+        raise InputError(f"preset folder {folder} has no neutral.npy (intensities are scaled from neutral)")
+    return table
+
+
+def active_presets() -> Dict[str, Tuple[float, ...]]:
+    """The preset table in use: the chosen folder, else $EDTALK_PRESETS, else the official presets."""
+    folder = _preset_dir or (Path(os.environ[PRESETS_ENV]) if os.environ.get(PRESETS_ENV) else None)
+    return load_preset_dir(folder) if folder is not None else PRESETS
+
+
+def preset_names() -> List[str]:
+    return sorted(active_presets())
 
 
 def preset(name: str, intensity: float = 1.0) -> np.ndarray:
     """α_e [10] float32 for a preset at an intensity (1 = the official preset, 0 = neutral)."""
     key = name.strip().lower()
-    if key not in PRESETS:
-        raise InputError(f"unknown expression preset {name!r}; choose from {', '.join(EMOTIONS)}")
-    neutral = np.asarray(PRESETS["neutral"], dtype=np.float64)
-    emo = np.asarray(PRESETS[key], dtype=np.float64)
+    table = active_presets()
+    if key not in table:
+        raise InputError(f"unknown expression preset {name!r}; choose from {', '.join(sorted(table))}")
+    neutral = np.asarray(table["neutral"], dtype=np.float64)
+    emo = np.asarray(table[key], dtype=np.float64)
     return (neutral + float(intensity) * (emo - neutral)).astype(np.float32)
 
 
@@ -67,12 +110,13 @@ def parse_preset_spec(text: str) -> Dict[str, float]:
     parts = [p for p in re.split(r"[+,]", text.strip().lower()) if p]
     if not parts:
         raise InputError("empty expression preset")
+    names = preset_names()
     out: Dict[str, float] = {}
     for part in parts:
         name, _, weight = part.partition(":")
         name = name.strip()
-        if name not in PRESETS:
-            raise InputError(f"unknown expression preset {name!r}; choose from {', '.join(EMOTIONS)}")
+        if name not in names:
+            raise InputError(f"unknown expression preset {name!r}; choose from {', '.join(names)}")
         try:
             out[name] = out.get(name, 0.0) + (float(weight) if weight else 1.0)
         except ValueError:

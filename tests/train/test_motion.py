@@ -136,3 +136,28 @@ def test_cli_extract_motion_then_make_presets(synth_tree, tmp_path, capsys):
     assert cli_main(["extract-motion", "--checkpoint", str(tmp_path / "ckpt"), "--data", str(root), "--parts",
                      "exp,bogus", "--quiet", "--device", "cpu"]) == 2
     assert "unknown motion part" in capsys.readouterr().err
+
+
+def test_a_preset_folder_replaces_the_official_table(tmp_path, monkeypatch):
+    from edtalk import presets
+
+    _planted_tree(tmp_path, np.random.default_rng(1))
+    result = compute_presets(tmp_path, levels=(3,))
+    result["presets"] = {k: v for k, v in result["presets"].items() if k in ("neutral", "happy")}
+    write_presets(result, tmp_path / "mine")
+    happy, neutral = result["presets"]["happy"], result["presets"]["neutral"]
+    try:
+        presets.use_preset_dir(tmp_path / "mine")
+        np.testing.assert_array_equal(presets.expression_from_spec("happy"), happy)
+        np.testing.assert_allclose(presets.expression_from_spec("happy", 0.5), (happy + neutral) / 2, atol=1e-6)
+        with pytest.raises(InputError, match="choose from happy, neutral"):
+            presets.expression_from_spec("sad")
+        presets.use_preset_dir(None)
+        np.testing.assert_array_equal(presets.expression_from_spec("sad"), presets.preset("sad"))
+        monkeypatch.setenv(presets.PRESETS_ENV, str(tmp_path / "mine"))
+        assert presets.preset_names() == ["happy", "neutral"]
+        (tmp_path / "mine" / "neutral.npy").unlink()
+        with pytest.raises(InputError, match="neutral.npy"):
+            presets.use_preset_dir(tmp_path / "mine")
+    finally:
+        presets.use_preset_dir(None)
