@@ -22,6 +22,8 @@ expression (--exp):
 
 length: audio modes give duration x 25 frames; video-driven gives the mouth video's frame count.
 Shorter pose/expression drivers are extended by ping-pong (forward, then backward, ...).
+Video inputs are resampled to 25 fps by their timestamps; photos and videos are turned upright
+(EXIF orientation, rotation metadata). The output keeps the driving sound's own quality.
 examples:
   edtalk generate --source examples/source.png --audio examples/speech.wav --pose examples/pose.mp4 --exp happy --out results/happy.mp4
 """
@@ -31,8 +33,10 @@ def _add_generate_args(p: argparse.ArgumentParser) -> None:
     io = p.add_argument_group("inputs and output")
     io.add_argument("--source", required=True, help="identity: a face image (or a video, for dubbing)")
     io.add_argument("--lip", help="video whose mouth motion drives the lips (video-driven mode)")
-    io.add_argument("--audio", help="speech that drives the lips (any format ffmpeg reads); also the output's sound")
-    io.add_argument("--pose", default="fixed", help="video driving head pose, or 'fixed' (the source's pose; default)")
+    io.add_argument("--audio", help="speech that drives the lips (any format ffmpeg reads); also the output's sound, "
+                    "kept at its own sample rate and channels")
+    io.add_argument("--pose", default="fixed", help="video driving head pose, or 'fixed' (the source's pose; default); "
+                    "not in dubbing, where each source frame gives the pose")
     io.add_argument("--exp", default=None, help="expression: preset name, blend, video/image, .npy, or none (default)")
     io.add_argument("--exp-intensity", type=float, default=1.0,
                     help="preset strength: 0 = neutral, 1 = the preset (default), >1 exaggerates")
@@ -68,7 +72,8 @@ def _add_generate_args(p: argparse.ArgumentParser) -> None:
     run.add_argument("--legacy-normalize", action="store_true",
                      help="official per-clip min-max pixel mapping instead of clamping (contrast varies by clip)")
     run.add_argument("--parity", action="store_true",
-                     help="reproduce official behaviour: zero-padded smoothing, pose video holds its last frame")
+                     help="official per-demo behaviour: zero-padded smoothing; EDTalk-A/V hold the pose video's "
+                          "last frame (lip-pose and dubbing ping-pong)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
