@@ -415,7 +415,12 @@ def generate(opts: GenerateOptions, model=None, audio2lip=None) -> GenerationRes
         mapping = lambda frames: legacy_minmax_uint8(frames, extremes.lo, extremes.hi)  # noqa: E731
     else:
         mapping = to_uint8
-    with _FrameSink(opts, out, len(plan), sound, mapping) as sink:
+    restore = None
+    if opts.face_sr:
+        from ..face.restore import FaceRestorer
+
+        restore = FaceRestorer(opts.face_sr_weights, device=model.device, batch_size=gen.batch_size)
+    with _FrameSink(opts, out, len(plan), sound, mapping, restore) as sink:
         render(sink.write)
     return GenerationResult(out, mode, len(plan), model.variant)
 
@@ -486,7 +491,11 @@ def _video_paster(video: VideoSource, originals: np.ndarray, crops: np.ndarray, 
     def paste(faces: np.ndarray) -> np.ndarray:
         from ..face import paste_back
 
-        return paste_back(originals, faces, video.crop, landmarks=video.crop_landmarks(crops, index))
+        points = video.crop_landmarks(crops, index)
+        if points is not None and faces.shape[1] != crops.shape[1]:  # --face-sr made the faces larger
+            k = faces.shape[1] / crops.shape[1]
+            points = (points + 0.5) * k - 0.5  # pixel-centre aligned, as the resizes
+        return paste_back(originals, faces, video.crop, landmarks=points)
 
     return paste
 
@@ -503,14 +512,16 @@ class _Extremes:
 
 
 class _FrameSink:
-    """Rendered batches → uint8 → paste-back → MP4 (piped to ffmpeg) and optional PNGs.
+    """Rendered batches → uint8 → optional face restoration (--face-sr) → paste-back → MP4 (piped
+    to ffmpeg) and optional PNGs.
 
     The video is opened at the first batch (its size is known then). Leaving the `with` block by
     an exception leaves neither a video nor a frames folder behind.
     """
 
-    def __init__(self, opts, out: Path, num_frames: int, sound, mapping):
+    def __init__(self, opts, out: Path, num_frames: int, sound, mapping, restore=None):
         self.opts, self.out, self.num_frames, self.sound, self.mapping = opts, out, num_frames, sound, mapping
+        self.restore = restore
         self.writer = None
         self.count = 0
         self.png_dir = None
@@ -523,6 +534,8 @@ class _FrameSink:
         from ..video import VideoWriter
 
         images = self.mapping(frames)
+        if self.restore is not None:
+            images = self.restore(images)
         if paste is not None:
             images = paste(images)
         if self.writer is None:

@@ -197,3 +197,30 @@ def test_dubbing_refuses_a_pose_video_before_any_work(coded, tmp_path):
         run(tmp_path, model, ZeroAudio2Lip(), source=str(coded["source"]), audio=str(coded["speech"]),
             pose=str(coded["pose"]))
     assert model.calls == [] and not (tmp_path / "out.mp4").exists()
+
+
+# ----------------------------------------------------------------------------- streaming output
+
+def test_frames_stream_to_the_encoder_batch_by_batch_and_face_sr_runs_on_each(coded, tmp_path, monkeypatch):
+    import edtalk.face.restore as restore
+    import edtalk.video as video
+
+    writes, restored = [], []
+    real_write = video.VideoWriter.write
+    monkeypatch.setattr(video.VideoWriter, "write", lambda self, frames: (writes.append(len(frames)),
+                                                                            real_write(self, frames)))
+
+    class Doubler:  # stands in for GFPGAN: x2 upscale, one call per output batch
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __call__(self, frames):
+            restored.append(len(frames))
+            return frames.repeat(2, axis=1).repeat(2, axis=2)
+
+    monkeypatch.setattr(restore, "FaceRestorer", Doubler)
+    monkeypatch.setattr(restore, "check_face_restoration", lambda weights=None: None)
+    result = run(tmp_path, CodeModel(), source=str(coded["face"]), lip=str(coded["lip"]), face_sr=True)
+    assert writes == restored == [3, 3, 3, 3]  # batch_size 3: never the whole clip at once
+    info = video.probe_video(result.path)
+    assert (info["frames"], info["width"]) == (12, 2 * SIZE)
