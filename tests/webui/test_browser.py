@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
@@ -132,6 +133,7 @@ def test_generate_in_the_browser_then_reject_a_non_image(page, speech, not_an_im
         return {time: v.currentTime, error: v.error && v.error.code, width: v.videoWidth};
     }""")
     assert played["error"] is None and played["time"] > 0 and played["width"] == 64
+    assert _status(page.evaluate("document.querySelector('#result video').src")) == 200  # served to its page
     summary = page.locator("#summary").inner_text()
     assert summary.startswith(f"{frames} frames ({seconds:.2f} s at 25 fps), audio mode, edtalk model")
     page.screenshot(path=tmp_path / "1-result.png", full_page=True)
@@ -149,3 +151,16 @@ def test_generate_in_the_browser_then_reject_a_non_image(page, speech, not_an_im
     page.locator(".toast-body", has_text="Identity: upload a face image").wait_for()
     assert "Traceback" not in page.content()
     assert page.outside_requests == []
+
+
+def _status(url) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def test_only_the_private_upload_folder_is_served(server, tiny_ckpt_dir):
+    for path in (tiny_ckpt_dir / "EDTalk.pt", EXAMPLES / "source.png", Path(__file__)):
+        assert _status(f"{server}gradio_api/file={path}") == 403, path
