@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import InputError
+from ..errors import CheckpointError, InputError
 
 WEIGHTS_ENV = "EDTALK_GFPGAN_WEIGHTS"
 NET_SIZE = 512  # GFPGAN works on 512² aligned faces
@@ -47,25 +48,37 @@ def check_face_restoration(weights: Optional[str] = None) -> Path:
     path = Path(path).expanduser()
     if not path.is_file():
         raise InputError(f"GFPGAN weights not found: {path}")
+    _gfpgan_class()  # a broken install fails here too, before any work
     return path
+
+
+def _gfpgan_class():
+    """GFPGAN's 'clean' architecture class (InputError with the reason when gfpgan cannot be imported)."""
+    # basicsr (a gfpgan dependency) imports torchvision.transforms.functional_tensor, which
+    # torchvision 0.17 removed; its functions live on in torchvision.transforms.functional.
+    if importlib.util.find_spec("torchvision.transforms.functional_tensor") is None:
+        import torchvision.transforms.functional as functional
+
+        sys.modules.setdefault("torchvision.transforms.functional_tensor", functional)
+    try:
+        from gfpgan.archs.gfpganv1_clean_arch import GFPGANv1Clean
+    except ImportError as exc:
+        raise InputError(f"the gfpgan package failed to import: {exc}") from None
+    return GFPGANv1Clean
 
 
 def load_gfpgan(path: Path) -> torch.nn.Module:
     """GFPGAN v1.3/v1.4 ('clean' architecture, as GFPGANer builds it) with the file's EMA weights."""
-    from ..checkpoints import safe_torch_load
+    from ..checkpoints import load_state_dict_strict, safe_torch_load
 
-    try:
-        from gfpgan.archs.gfpganv1_clean_arch import GFPGANv1Clean
-    except ImportError as exc:  # gfpgan's own dependencies (basicsr, facexlib) can break on import
-        raise InputError(f"the gfpgan package failed to import: {exc}") from None
     state = safe_torch_load(path)
     state = state.get("params_ema", state.get("params", state)) if isinstance(state, dict) else state
-    net = GFPGANv1Clean(out_size=NET_SIZE, num_style_feat=512, channel_multiplier=2, decoder_load_path=None,
-                        fix_decoder=False, num_mlp=8, input_is_latent=True, different_w=True, narrow=1, sft_half=True)
-    try:
-        net.load_state_dict(state, strict=True)
-    except (RuntimeError, TypeError) as exc:
-        raise InputError(f"{path} is not a GFPGAN v1.3/v1.4 weights file: {str(exc).splitlines()[0]}") from None
+    arch = _gfpgan_class()
+    net = arch(out_size=NET_SIZE, num_style_feat=512, channel_multiplier=2, decoder_load_path=None, fix_decoder=False,
+               num_mlp=8, input_is_latent=True, different_w=True, narrow=1, sft_half=True)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} is not a GFPGAN weights file (it holds a {type(state).__name__})")
+    load_state_dict_strict(net, state, f"GFPGAN ({path.name}; v1.3/v1.4 expected)")
     return net
 
 
@@ -88,7 +101,8 @@ class FaceRestorer:
         for s in range(0, len(frames), self.batch_size):
             x = torch.from_numpy(np.ascontiguousarray(frames[s:s + self.batch_size])).to(self.device)
             x = x.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # GFPGAN's [-1,1] RGB
-            y = self._restore(_resize(x, (NET_SIZE, NET_SIZE)).clamp(-1, 1))  # bicubic overshoots
+            x = _resize(x, (NET_SIZE, NET_SIZE)).clamp(-1, 1).contiguous()  # bicubic overshoots; NCHW layout
+            y = self._restore(x)
             y = _resize(y, (UPSCALE * height, UPSCALE * width))
             out[s:s + len(x)] = ((y.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         return out

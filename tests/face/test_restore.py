@@ -1,4 +1,6 @@
 """Optional GFPGAN face restoration: clear errors when unusable, and the plumbing around the network."""
+import sys
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -6,7 +8,7 @@ import torch
 from PIL import Image
 
 from edtalk.cli import main
-from edtalk.errors import InputError
+from edtalk.errors import CheckpointError, InputError
 from edtalk.face import restore
 
 
@@ -48,8 +50,15 @@ def test_missing_weights_are_one_error_before_any_work(capsys, inputs, monkeypat
     assert "env.pth" in run_cli_error(capsys, inputs)
 
 
-def test_weights_come_from_the_flag_else_the_environment(tmp_path, monkeypatch):
+def test_a_gfpgan_that_fails_to_import_is_one_error_before_any_work(capsys, inputs, monkeypatch):
     monkeypatch.setattr(restore, "gfpgan_available", lambda: True)
+    monkeypatch.setitem(sys.modules, "gfpgan", None)  # importing it raises ImportError
+    weights = inputs / "GFPGANv1.4.pth"
+    weights.write_bytes(b"x")
+    assert "gfpgan package failed to import" in run_cli_error(capsys, inputs, "--face-sr-weights", str(weights))
+
+
+def test_weights_come_from_the_flag_else_the_environment(stub_gfpgan, tmp_path, monkeypatch):
     flag, env = tmp_path / "flag.pth", tmp_path / "env.pth"
     flag.write_bytes(b"x")
     env.write_bytes(b"x")
@@ -59,25 +68,41 @@ def test_weights_come_from_the_flag_else_the_environment(tmp_path, monkeypatch):
 
 
 class NegativeNet(torch.nn.Module):
-    """Stands in for GFPGAN: records its inputs, returns the negative image (as GFPGAN, a tuple)."""
+    """Stands in for GFPGAN's architecture: records its inputs, returns the negative image (as
+    GFPGAN, in a tuple)."""
 
-    def __init__(self):
+    def __init__(self, **options):
         super().__init__()
-        self.seen = []
+        self.options, self.seen = options, []
+        self.gain = torch.nn.Parameter(torch.ones(1))
 
     def forward(self, x, return_rgb=False):
-        self.seen.append((tuple(x.shape), x.dtype, float(x.min()), float(x.max())))
-        return -x, None
+        self.seen.append((tuple(x.shape), x.dtype, float(x.min()), float(x.max()), x.is_contiguous()))
+        return -x * self.gain, None
 
 
 @pytest.fixture
-def stub_restorer(tmp_path, monkeypatch):
+def stub_gfpgan(tmp_path, monkeypatch):
+    """gfpgan 'installed' with NegativeNet as its architecture, and a weights file for it."""
     monkeypatch.setattr(restore, "gfpgan_available", lambda: True)
-    net = NegativeNet()
-    monkeypatch.setattr(restore, "load_gfpgan", lambda path: net)
+    monkeypatch.setattr(restore, "_gfpgan_class", lambda: NegativeNet)
     weights = tmp_path / "GFPGANv1.4.pth"
-    weights.write_bytes(b"x")
-    return restore.FaceRestorer(str(weights), batch_size=2), net
+    torch.save({"params_ema": NegativeNet().state_dict()}, weights)
+    return weights
+
+
+@pytest.fixture
+def stub_restorer(stub_gfpgan):
+    restorer = restore.FaceRestorer(str(stub_gfpgan), batch_size=2)
+    assert restorer.net.options["out_size"] == 512
+    return restorer, restorer.net
+
+
+def test_weights_of_another_network_are_one_clear_error(stub_gfpgan, tmp_path):
+    other = tmp_path / "other.pth"
+    torch.save({"params_ema": {"conv.weight": torch.zeros(1)}}, other)
+    with pytest.raises(CheckpointError, match=r"GFPGAN .*do not match.*1 missing.*1 unexpected"):
+        restore.FaceRestorer(str(other))
 
 
 @pytest.mark.parametrize("size", [256, 64])
@@ -88,9 +113,9 @@ def test_restorer_plumbing_shapes_dtype_and_frame_order(stub_restorer, size):
     frames[:, : size // 2, :, 0] = 10  # a top half that differs, to catch flips and transposes
     out = restorer(frames)
     assert out.shape == (5, 2 * size, 2 * size, 3) and out.dtype == np.uint8
-    # The network saw 512² RGB in [-1, 1], two frames at a time, in order.
+    # The network saw contiguous 512² RGB in [-1, 1], two frames at a time, in order.
     assert [s[0] for s in net.seen] == [(2, 3, 512, 512), (2, 3, 512, 512), (1, 3, 512, 512)]
-    assert all(s[1] == torch.float32 and -1 <= s[2] and s[3] <= 1 for s in net.seen)
+    assert all(s[1] == torch.float32 and -1 <= s[2] and s[3] <= 1 and s[4] for s in net.seen)
     # The negative image comes back, frame i from frame i (exact on the flat areas).
     np.testing.assert_array_equal(out[:, -1, -1, 1], 255 - levels)
     np.testing.assert_array_equal(out[:, 0, 0, 0], np.full(5, 245))
