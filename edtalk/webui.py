@@ -40,6 +40,10 @@ REPO_EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 EXP_OWN, EXP_PRESET, EXP_BLEND, EXP_FILE = ("source's own", "preset", "blend of two presets",
                                             "from a video or image")
 AUTO_MODEL = ""  # the dropdown value for "pick like the CLI does"
+UPLOADS = {  # upload box: (its name in messages, accepted kinds)
+    "identity": ("Identity", ("image", "video")), "audio": ("Audio", ("audio",)), "lip": ("Lip video", ("video",)),
+    "pose": ("Pose video", ("video",)), "exp_file": ("Expression", ("video", "image")),
+}
 
 
 # ----------------------------------------------------------------------------- uploads
@@ -108,8 +112,8 @@ class Form:
     face_sr: bool = False
 
     def uploads(self) -> Dict[str, str]:
-        return {k: v for k, v in (("identity", self.identity), ("audio", self.audio), ("lip", self.lip),
-                                  ("pose", self.pose), ("exp_file", self.exp_file)) if v}
+        """{box: path} of the boxes that hold a file."""
+        return {box: getattr(self, box) for box in UPLOADS if getattr(self, box)}
 
 
 def expression_spec(form: Form) -> str:
@@ -132,15 +136,10 @@ def check_form(form: Form) -> None:
     """Every upload checked before any work; the combination must name a mode."""
     if not form.identity:
         raise InputError("Identity: upload a face image (or a talking-head video to dub)")
-    check_upload(form.identity, ("image", "video"), "Identity")
-    if form.audio:
-        check_upload(form.audio, ("audio",), "Audio")
-    if form.lip:
-        check_upload(form.lip, ("video",), "Lip video")
-    if form.pose:
-        check_upload(form.pose, ("video",), "Pose video")
-    if form.exp_choice == EXP_FILE and form.exp_file:
-        check_upload(form.exp_file, ("video", "image"), "Expression")
+    for box, path in form.uploads().items():
+        if box != "exp_file" or form.exp_choice == EXP_FILE:  # an unused expression upload is ignored
+            label, kinds = UPLOADS[box]
+            check_upload(path, kinds, label)
     if not (form.audio or form.lip):
         raise InputError("Nothing drives the mouth: upload speech audio, a lip video, or both")
 
@@ -221,14 +220,17 @@ class WebUI:
     work_dir: Path = dataclasses.field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="edtalk-webui-")))
     models: ModelCache = dataclasses.field(default_factory=ModelCache)
 
+    def session_path(self, session: str) -> Path:
+        """The session's folder; Gradio's session hash, reduced to characters safe in a file name."""
+        return self.work_dir / (re.sub(r"[^A-Za-z0-9_-]", "", session or "") or "anonymous")
+
     def session_dir(self, session: str) -> Path:
-        safe = re.sub(r"[^A-Za-z0-9_-]", "", session or "") or "anonymous"
-        path = self.work_dir / safe
+        path = self.session_path(session)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
     def end_session(self, session: str) -> None:
-        shutil.rmtree(self.work_dir / re.sub(r"[^A-Za-z0-9_-]", "", session or "anonymous"), ignore_errors=True)
+        shutil.rmtree(self.session_path(session), ignore_errors=True)
 
     def run(self, form: Form, session: str):
         """Check, generate into the session's folder; (video path, one-line summary). EDTalkError on mistakes."""
@@ -270,10 +272,6 @@ def _theme():
 
 
 MODEL_AUTO_CHOICE = ("auto (like the CLI: the lip-pose model for the source's own expression)", AUTO_MODEL)
-UPLOADS = {  # box name: (label in messages, accepted kinds)
-    "identity": ("Identity", ("image", "video")), "audio": ("Audio", ("audio",)), "lip": ("Lip video", ("video",)),
-    "pose": ("Pose video", ("video",)), "exp_file": ("Expression", ("video", "image")),
-}
 
 
 def build_app(ui: WebUI):
@@ -395,28 +393,32 @@ def example_rows(folder: Optional[Path]) -> List[list]:
 
 def serve(host: str = "127.0.0.1", port: int = 7860, share: bool = False, checkpoint_dir: str = "checkpoints",
           device: str = "auto", examples_dir: Optional[str] = None) -> None:
-    """Build the page and serve it until interrupted."""
+    """Build the page and serve it until interrupted (Ctrl-C or kill); then remove its temporary folders."""
+    import importlib.util
+
     from .runtime import keep_freed_memory
 
-    ui = WebUI(checkpoint_dir=checkpoint_dir, device=device,
-               examples_dir=Path(examples_dir) if examples_dir else (REPO_EXAMPLES if REPO_EXAMPLES.is_dir() else None))
-    # A private upload/cache folder per server, set before Gradio reads it: nothing else is served.
-    uploads = tempfile.mkdtemp(prefix="gradio-", dir=ui.work_dir)
-    os.environ["GRADIO_TEMP_DIR"] = uploads
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    try:
-        import gradio  # noqa: F401
-    except ImportError:
-        raise EDTalkError("the web UI needs gradio: pip install 'gradio>=6,<7'") from None
-    keep_freed_memory()
     resolve_device(device)  # a wrong --device fails here, not on the first request
-    demo = build_app(ui)
-    demo.queue(default_concurrency_limit=1)
-    stop_on_sigterm()
+    if importlib.util.find_spec("gradio") is None:
+        raise EDTalkError("the web UI needs gradio: pip install 'gradio>=6,<7'")
+    examples = Path(examples_dir) if examples_dir else (REPO_EXAMPLES if REPO_EXAMPLES.is_dir() else None)
+    ui = WebUI(checkpoint_dir=checkpoint_dir, device=device, examples_dir=examples)
     try:
-        demo.launch(server_name=host, server_port=port, share=share, allowed_paths=[],
-                    blocked_paths=[str(Path(checkpoint_dir).resolve())], max_file_size=SERVER_MAX_UPLOAD,
-                    ssr_mode=False, footer_links=[], theme=_theme(), show_error=True)
+        # A private upload/cache folder per server, set before Gradio reads it: nothing else is served.
+        os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="gradio-", dir=ui.work_dir)
+        os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+        keep_freed_memory()
+        demo = build_app(ui)
+        demo.queue(default_concurrency_limit=1)
+        stop_on_sigterm()
+        try:
+            demo.launch(server_name=host, server_port=port, share=share, allowed_paths=[],
+                        blocked_paths=[str(Path(checkpoint_dir).resolve())], max_file_size=SERVER_MAX_UPLOAD,
+                        ssr_mode=False, footer_links=[], theme=_theme(), show_error=True)
+        except OSError as exc:  # port taken, address not on this machine
+            if "empty port" in str(exc):
+                raise EDTalkError(f"port {port} on {host} is in use: pick another with --port") from None
+            raise EDTalkError(f"cannot serve on {host}:{port}: {exc}") from None
     finally:
         shutil.rmtree(ui.work_dir, ignore_errors=True)
 
