@@ -24,7 +24,7 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-from ..data.layout import EMOTIONS, MEAD_TEST_SPEAKERS, name_kind, parse_mead_name, read_split
+from ..data.layout import MEAD_TEST_SPEAKERS, name_kind, parse_mead_name, read_split
 from ..errors import InputError
 from ..video import FPS, read_video, resample_fps
 from .metrics import METRICS, MetricSettings, MetricSuite
@@ -284,9 +284,6 @@ def generate_split(plan: GenerationPlan) -> Path:
     return pred_dir
 
 
-__all__ = ["Pair", "EvaluationResult", "GenerationPlan", "EvaluateRequest", "run_evaluate", "pair_videos", "align_frames", "load_clip",
-           "evaluate_pairs", "summarise", "generate_split", "is_layout_tree", "EMOTIONS"]
-
 
 # ----------------------------------------------------------------------------- one command
 
@@ -324,3 +321,7 @@ def run_evaluate(req: EvaluateRequest):
     result = evaluate_pairs(pairs, req.settings, progress=req.progress)
     files = write_report(result, req.out, label, meta)
     return result, files
+
+
+__all__ = ["Pair", "EvaluationResult", "GenerationPlan", "EvaluateRequest", "run_evaluate", "pair_videos", "align_frames", "load_clip",
+           "evaluate_pairs", "summarise", "generate_split", "is_layout_tree"]

@@ -84,8 +84,11 @@ def markdown_table(summary: Dict[str, dict], kind: str, label: str = "this run",
             skipped.setdefault(entry.get("reason") or "not computed", []).append(METRICS[k].label)
     footnotes = [f"- {', '.join(labels)}: skipped — {reason}" for reason, labels in skipped.items()]
     lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    stand_ins = [f"- {METRICS[k].label}†: {summary[k]['network']} — not comparable to the paper"
-                 for k in COLUMNS if summary.get(k, {}).get("ok") and not summary[k].get("comparable")]
+    by_network: Dict[str, list] = {}
+    for k in COLUMNS:
+        if summary.get(k, {}).get("ok") and not summary[k].get("comparable"):
+            by_network.setdefault(summary[k].get("network", ""), []).append(METRICS[k].label + "†")
+    stand_ins = [f"- {', '.join(labels)}: {network} — not comparable to the paper" for network, labels in by_network.items()]
     out = "\n".join(lines) + "\n"
     if kind not in PAPER_ROWS:
         out += "\nNo paper numbers for this data (the paper reports MEAD and HDTF).\n"

@@ -142,8 +142,8 @@ def test_lse_finds_a_planted_offset_and_prefers_synced_embeddings():
 # ----------------------------------------------------------------------------- skip reasons
 
 def test_missing_weights_give_a_skip_reason_per_metric(tmp_path, monkeypatch):
-    for env in ("EDTALK_LPIPS_WEIGHTS", "EDTALK_FID_WEIGHTS", "EDTALK_SYNCNET", "EDTALK_EMOTION_CLASSIFIER",
-                "EDTALK_ARCFACE"):
+    for env in ("EDTALK_LPIPS_WEIGHTS", "EDTALK_FID_WEIGHTS", "EDTALK_SYNCNET", "EDTALK_SYNCNET_V2",
+                "EDTALK_EMOTION_CLASSIFIER", "EDTALK_ARCFACE"):
         monkeypatch.delenv(env, raising=False)
     monkeypatch.setenv("EDTALK_FID_WEIGHTS", str(tmp_path / "missing.pth"))
     suite = MetricSuite(MetricSettings(only=("psnr", "lpips", "fid", "lse_c", "lse_d", "acc_emo")))
@@ -151,7 +151,7 @@ def test_missing_weights_give_a_skip_reason_per_metric(tmp_path, monkeypatch):
     assert st["psnr"].ok and not st["lpips"].ok and not st["fid"].ok
     assert "pass --lpips-weights or set EDTALK_LPIPS_WEIGHTS" in st["lpips"].reason
     assert st["fid"].reason == f"--fid-weights/EDTALK_FID_WEIGHTS points to a missing file: {tmp_path / 'missing.pth'}"
-    assert "--syncnet" in st["lse_d"].reason and "--emotion-classifier" in st["acc_emo"].reason
+    assert "--syncnet-v2" in st["lse_d"].reason and "--emotion-classifier" in st["acc_emo"].reason
     assert st["csim"].reason == "not requested (--metrics)"
     assert "\n" not in "".join(s.reason for s in st.values())
 

@@ -133,3 +133,43 @@ def test_suite_runs_lse_with_a_saved_syncnet_expert_labelled_not_comparable(tmp_
     frames, wav = _talking_clip(_syllables(3, 40))
     row = suite.row(Clip("x", frames, frames, wav=wav))
     assert np.isfinite(row["lse_d"]) and row["lse_c"] >= 0 and -15 <= row["av_offset"] <= 15
+
+
+class PlantedSyncNetV2(torch.nn.Module):
+    """syncnet_v2's interface with planted sync: the centre frame's lower half (video) and the log
+    energy (MFCC c0) of the centre frame's 4 MFCC rows (audio) both say "open"."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(2, 8)
+        torch.nn.init.normal_(self.proj.weight, generator=torch.Generator().manual_seed(1))
+
+    def forward(self, mfcc, video):
+        audio_open = torch.sigmoid(mfcc[:, 0, 0, 8:12].mean(dim=1) + 4.0)
+        video_open = torch.sigmoid(20 * (video[:, :, 2, 112:, :].mean(dim=(1, 2, 3)) / 255 - 0.5))
+        return (self.proj(torch.stack([audio_open, 1 - audio_open], dim=1)),
+                self.proj(torch.stack([video_open, 1 - video_open], dim=1)))
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_syncnet_v2_user_file_is_the_comparable_lse_and_finds_the_offset(tmp_path):
+    torch.jit.script(PlantedSyncNetV2()).save(str(tmp_path / "syncnet_v2.pt"))
+    SyncNet(SyncNetConfig.tiny()).save_pretrained(tmp_path / "expert")
+    suite = MetricSuite(MetricSettings(paths={"syncnet_v2": str(tmp_path / "syncnet_v2.pt"),
+                                              "syncnet": str(tmp_path / "expert")}, only=("lse_c", "lse_d")))
+    assert suite.status["lse_d"].comparable and suite.status["lse_d"].network == "syncnet_v2 (user file)"
+    speech = _syllables(4, 60)
+    frames, wav = _talking_clip(speech)
+    synced = suite.sync.score(frames, wav)
+    late_frames, _ = _talking_clip(np.concatenate([speech[:2], speech[:-2]]))
+    late = suite.sync.score(late_frames, wav)
+    assert (synced["offset"], late["offset"]) == (0, -2)
+    assert synced["lse_c"] > 1.0 and synced["lse_d"] < 0.5
+
+
+def test_missing_sync_networks_name_both_flags(monkeypatch):
+    monkeypatch.delenv("EDTALK_SYNCNET", raising=False)
+    monkeypatch.delenv("EDTALK_SYNCNET_V2", raising=False)
+    suite = MetricSuite(MetricSettings(paths={}, only=("lse_c",)))
+    reason = suite.status["lse_c"].reason
+    assert reason.startswith("no weights: pass --syncnet-v2 or set EDTALK_SYNCNET_V2") and "--syncnet / EDTALK_SYNCNET" in reason

@@ -33,7 +33,8 @@ class MetricSuite:
 
     `networks` injects ready objects (tests, custom setups): keys 'lpips' (LPIPSMetric), 'fid'
     ((feature_net, comparable)), 'sync' (a scorer with `.score(frames, wav, boxes, max_offset)`),
-    'emotion' (`.predict(frames)`), 'identity' (`.embed(frames, boxes, landmarks)`).
+    'emotion' (`.predict(frames)`), 'identity' (`.embed(frames, boxes, landmarks)`); each value is
+    (object, network description, comparable).
     """
 
     def __init__(self, settings: Optional[MetricSettings] = None, networks: Optional[dict] = None):
@@ -86,8 +87,16 @@ class MetricSuite:
 
     def _sync(self):
         from ...networks.syncnet import load_syncnet
-        from .sync import SyncExpertScorer
+        from .registry import load_user_network
+        from .sync import SyncExpertScorer, SyncNetV2Scorer
 
+        if self.settings.path("syncnet_v2") is not None:
+            net = load_user_network(self.settings.require("syncnet_v2"), "syncnet_v2 network", self.settings.device)
+            return SyncNetV2Scorer(net, self.settings.device), "syncnet_v2 (user file)", True
+        if self.settings.path("syncnet") is None:
+            v2, expert = WEIGHT_SOURCES["syncnet_v2"], WEIGHT_SOURCES["syncnet"]
+            raise MetricUnavailable(f"no weights: pass {v2.flag} or set {v2.env} ({v2.what}); or, as a stand-in, "
+                                    f"{expert.flag} / {expert.env} ({expert.what})")
         path = self.settings.require("syncnet")
         try:
             net = load_syncnet(path)

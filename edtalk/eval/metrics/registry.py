@@ -67,9 +67,13 @@ WEIGHT_SOURCES: Dict[str, WeightSource] = {w.name: w for w in (
                  "pytorch-fid's TF-Inception weights (pt_inception-2015-12-05-6726825d.pth, from the "
                  "pytorch-fid GitHub release); torchvision inception_v3 ImageNet weights also load but are "
                  "not comparable"),
+    WeightSource("syncnet_v2", "--syncnet-v2", "EDTALK_SYNCNET_V2", ("lse_c", "lse_d"),
+                 "syncnet_v2 (syncnet_python's weights, the field's LSE network) exported by you as TorchScript "
+                 "or torch.export .pt2: forward(mfcc [N,1,13,20], video [N,3,5,224,224] BGR 0-255) → "
+                 "(audio_emb, video_emb)"),
     WeightSource("syncnet", "--syncnet", "EDTALK_SYNCNET", ("lse_c", "lse_d"),
                  "a SyncNet expert (spec §2.10): our saved folder from Training II or Wav2Lip's "
-                 "lipsync_expert.pth; the paper-style LSE uses syncnet_v2 (syncnet_python), not this"),
+                 "lipsync_expert.pth; a stand-in, not comparable (used when no --syncnet-v2 is given)"),
     WeightSource("emotion", "--emotion-classifier", "EDTALK_EMOTION_CLASSIFIER", ("acc_emo",),
                  "a TorchScript 8-way emotion classifier (input [N,3,224,224] RGB in [0,1], logits in "
                  "MEAD order angry…surprised; or a torch.export .pt2); the paper uses EAT's Emotion-FAN "

@@ -5,9 +5,18 @@ distance of a pair is the Euclidean distance of the two embeddings, averaged ove
 both exist.  LSE-D = the minimum mean distance, LSE-C = median − minimum (a sharp minimum = a
 confident sync), and the offset at the minimum is the estimated AV offset (0 = in sync).
 
-Embedders: the SyncNet expert of spec §2.10 (:mod:`edtalk.networks.syncnet`; mel windows and
-the lower half of five 96² face crops) — a stand-in, not comparable to the paper's syncnet_v2
-(MFCC, 224² face tracks) LSE numbers.
+Embedders:
+- :class:`SyncNetV2Scorer`: the field's syncnet_v2 as a user file (TorchScript or torch.export
+  .pt2 of a module ``forward(mfcc [N,1,13,20], video [N,3,5,224,224]) → (audio_emb, video_emb)``);
+  MFCC from python_speech_features at 100 Hz (4 rows a frame, 20 rows per 5-frame window), video
+  windows of five 224² face crops, float 0–255 in BGR order (as syncnet_python feeds it).  Crops are
+  squares of 1.4× the dlib face box, not syncnet_python's S3FD tracks.
+- :class:`SyncExpertScorer`: the SyncNet expert of spec §2.10 (:mod:`edtalk.networks.syncnet`; mel
+  windows and the lower half of five 96² face crops) — a stand-in, not comparable to syncnet_v2's
+  LSE numbers.
+
+Every window is centred on its frame: frame i pairs video frames i−2…i+2 with the audio of the
+same 0.2 s, clamped at the clip's ends.
 """
 from __future__ import annotations
 
@@ -59,14 +68,30 @@ def face_windows(frames: np.ndarray, boxes: Optional[np.ndarray] = None, size: i
         crop = torch.from_numpy(np.ascontiguousarray(frame[y1:y2, x1:x2])).permute(2, 0, 1)[None].float() / 255
         crops.append(F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0])
     lower = torch.stack(crops)[:, :, size // 2:]  # [T,3,size/2,size]
-    idx = np.clip(np.arange(len(frames))[:, None] + np.arange(-2, 3)[None], 0, len(frames) - 1)
-    return lower[torch.from_numpy(idx)].flatten(1, 2)  # [T,5,3,h,w] → [T,15,h,w]
+    return lower[torch.from_numpy(window_indices(len(frames)))].flatten(1, 2)  # [T,5,3,h,w] → [T,15,h,w]
 
 
-class SyncExpertScorer:
-    """LSE with a SyncNet expert (spec §2.10). Not comparable to syncnet_v2 LSE values."""
+def window_indices(num_frames: int) -> np.ndarray:
+    """[T,5] frame indices i−2…i+2 of every frame's window, clamped to the clip."""
+    return np.clip(np.arange(num_frames)[:, None] + np.arange(-2, 3)[None], 0, num_frames - 1)
+
+
+class SyncScorer:
+    """LSE from `embeddings(frames, wav, boxes) → (video [T,D], audio [T,D])`."""
 
     comparable = False
+
+    def embeddings(self, frames: np.ndarray, wav: np.ndarray, boxes: Optional[np.ndarray] = None):
+        raise NotImplementedError
+
+    def score(self, frames: np.ndarray, wav: np.ndarray, boxes: Optional[np.ndarray] = None,
+              max_offset: int = 15) -> dict:
+        video, audio = self.embeddings(frames, wav, boxes)
+        return lse_scores(video, audio, max_offset)
+
+
+class SyncExpertScorer(SyncScorer):
+    """LSE with a SyncNet expert (spec §2.10). Not comparable to syncnet_v2 LSE values."""
 
     def __init__(self, syncnet, device="cpu", batch: int = 64):
         self.net = syncnet.to(device).eval().requires_grad_(False)
@@ -83,7 +108,61 @@ class SyncExpertScorer:
         audio = self._embed(self.net.embed_audio, mels[:n])
         return video, audio
 
-    def score(self, frames: np.ndarray, wav: np.ndarray, boxes: Optional[np.ndarray] = None,
-              max_offset: int = 15) -> dict:
-        video, audio = self.embeddings(frames, wav, boxes)
-        return lse_scores(video, audio, max_offset)
+
+MFCC_PER_FRAME = 4  # python_speech_features: 10 ms steps, 40 ms video frames
+V2_SIZE = 224
+
+
+def mfcc_windows(wav: np.ndarray, num_frames: int) -> torch.Tensor:
+    """[T,1,13,20] MFCC windows (100 Hz, 13 coefficients) covering video frames i−2…i+2."""
+    from python_speech_features import mfcc
+
+    from ...audio import SAMPLE_RATE
+
+    rows = mfcc(np.asarray(wav, np.float64), SAMPLE_RATE)  # [N,13]
+    pad = 2 * MFCC_PER_FRAME
+    rows = np.pad(rows, ((pad, 5 * MFCC_PER_FRAME), (0, 0)), mode="edge")
+    starts = np.arange(num_frames) * MFCC_PER_FRAME  # = 4(i−2) in the unpadded rows
+    idx = starts[:, None] + np.arange(5 * MFCC_PER_FRAME)[None]
+    return torch.from_numpy(rows[idx].transpose(0, 2, 1)[:, None].astype(np.float32))
+
+
+def square_crops(frames: np.ndarray, boxes: Optional[np.ndarray], size: int, scale: float = 1.4) -> torch.Tensor:
+    """[T,3,size,size] float 0–255 RGB: squares of `scale`× the face box (edge-padded), else the frame."""
+    out = []
+    h, w = frames.shape[1:3]
+    for i, frame in enumerate(frames):
+        if boxes is not None and np.isfinite(boxes[i]).all():
+            cx, cy = (boxes[i][0] + boxes[i][2]) / 2, (boxes[i][1] + boxes[i][3]) / 2
+            half = scale * max(boxes[i][2] - boxes[i][0], boxes[i][3] - boxes[i][1]) / 2
+            x1, y1, x2, y2 = (int(round(v)) for v in (cx - half, cy - half, cx + half, cy + half))
+            padded = np.pad(frame, ((max(0, -y1), max(0, y2 - h)), (max(0, -x1), max(0, x2 - w)), (0, 0)), mode="edge")
+            frame = padded[y1 + max(0, -y1):y2 + max(0, -y1), x1 + max(0, -x1):x2 + max(0, -x1)]
+        crop = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float()
+        out.append(F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0])
+    return torch.stack(out)
+
+
+class SyncNetV2Scorer(SyncScorer):
+    """syncnet_v2 from a user file: forward(mfcc [N,1,13,20], video [N,3,5,224,224] BGR 0–255) → (a, v)."""
+
+    comparable = True
+
+    def __init__(self, network, device="cpu", batch: int = 8):
+        self.net, self.device, self.batch = network, device, batch
+
+    @torch.inference_mode()
+    def embeddings(self, frames: np.ndarray, wav: np.ndarray, boxes: Optional[np.ndarray] = None):
+        from ...audio import frame_count
+
+        n = min(len(frames), frame_count(len(wav)))
+        crops = square_crops(frames[:n], None if boxes is None else boxes[:n], V2_SIZE).flip(1)  # RGB → BGR
+        mfccs = mfcc_windows(wav, n)
+        windows = torch.from_numpy(window_indices(n))
+        video, audio = [], []
+        for s in range(0, n, self.batch):
+            clips = crops[windows[s:s + self.batch]].permute(0, 2, 1, 3, 4)  # [b,5,3,H,W] → [b,3,5,H,W]
+            a, v = self.net(mfccs[s:s + self.batch].to(self.device), clips.to(self.device))
+            audio.append(a.float().flatten(1).cpu())
+            video.append(v.float().flatten(1).cpu())
+        return torch.cat(video), torch.cat(audio)
