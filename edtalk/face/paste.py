@@ -31,8 +31,10 @@ from .align import TEMPLATE_68, TEMPLATE_SIZE
 from .geometry import CropParams, apply
 
 JAW, BROWS, NOSE_TOP, CHIN = slice(0, 17), slice(17, 27), 27, 8
-_PLAN_CACHE: "OrderedDict[tuple, tuple]" = OrderedDict()  # the same crop is pasted batch after batch
-_PLAN_CACHE_SIZE = 4
+# The same crop (and often the same mask) is pasted batch after batch.
+_GEOMETRY_CACHE: "OrderedDict[tuple, tuple]" = OrderedDict()
+_PLAN_CACHE: "OrderedDict[tuple, tuple]" = OrderedDict()
+_CACHE_SIZE = 4
 
 
 def _to_crop_pixels(points: np.ndarray, k: float) -> np.ndarray:
@@ -104,27 +106,26 @@ def face_mask(landmarks: np.ndarray, size: int, feather: float = 0.1, grow: floa
 
 
 def _bilinear_taps(uv: np.ndarray, size: int):
-    """Four (row, col) taps and weights per point; taps clamped at the crop border."""
+    """Four flat indices (row·size + col) into the crop and their weights per point; taps clamped
+    at the crop border."""
     u = np.clip(uv[:, 0], 0, size - 1)
     v = np.clip(uv[:, 1], 0, size - 1)
-    u0 = np.minimum(np.floor(u).astype(int), max(size - 2, 0))
-    v0 = np.minimum(np.floor(v).astype(int), max(size - 2, 0))
-    fu, fv = (u - u0)[:, None], (v - v0)[:, None]
+    u0 = np.minimum(np.floor(u).astype(np.int32), max(size - 2, 0))
+    v0 = np.minimum(np.floor(v).astype(np.int32), max(size - 2, 0))
+    fu, fv = (u - u0).astype(np.float32)[:, None], (v - v0).astype(np.float32)[:, None]
     u1, v1 = np.minimum(u0 + 1, size - 1), np.minimum(v0 + 1, size - 1)
     weights = [(1 - fu) * (1 - fv), fu * (1 - fv), (1 - fu) * fv, fu * fv]
-    taps = [(v0, u0), (v0, u1), (v1, u0), (v1, u1)]
+    taps = [v0 * size + u0, v0 * size + u1, v1 * size + u0, v1 * size + u1]
     return taps, weights
 
 
-def _sampling_plan(params: CropParams, size: int, frame_shape, mask: np.ndarray):
-    """Frame pixels under the mask: their coordinates, bilinear taps into the crop and alpha."""
+def _crop_geometry(params: CropParams, size: int, frame_shape):
+    """Every frame pixel the crop covers: its (row, col) and bilinear taps into the crop. Shared by
+    all the masks pasted through one crop (per-frame landmarks change the mask only)."""
     height, width = frame_shape
     to_frame = params.matrix_for(size)
-    rows, cols = np.nonzero(mask > 0)
-    if rows.size == 0:
-        return None
-    lo, hi = np.array([cols.min(), rows.min()]) - 1.0, np.array([cols.max(), rows.max()]) + 1.0
-    corners = apply(to_frame, np.array([[lo[0], lo[1]], [hi[0], lo[1]], [lo[0], hi[1]], [hi[0], hi[1]]]))
+    edge = np.array([[-0.5, -0.5], [size - 0.5, -0.5], [-0.5, size - 0.5], [size - 0.5, size - 0.5]])
+    corners = apply(to_frame, edge)
     x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int), 0)
     x1, y1 = np.ceil(corners.max(0)).astype(int)
     x1, y1 = min(x1, width - 1), min(y1, height - 1)
@@ -132,37 +133,44 @@ def _sampling_plan(params: CropParams, size: int, frame_shape, mask: np.ndarray)
         return None
     # Frame pixel → crop coordinates, by broadcasting the affine map over the region's axes.
     to_crop = np.linalg.inv(to_frame)
-    cols_f, rows_f = np.arange(x0, x1 + 1, dtype=np.float64), np.arange(y0, y1 + 1, dtype=np.float64)
-    u = to_crop[0, 0] * cols_f[None, :] + to_crop[0, 1] * rows_f[:, None] + to_crop[0, 2]
-    v = to_crop[1, 0] * cols_f[None, :] + to_crop[1, 1] * rows_f[:, None] + to_crop[1, 2]
+    cols, rows = np.arange(x0, x1 + 1, dtype=np.float64), np.arange(y0, y1 + 1, dtype=np.float64)
+    u = to_crop[0, 0] * cols[None, :] + to_crop[0, 1] * rows[:, None] + to_crop[0, 2]
+    v = to_crop[1, 0] * cols[None, :] + to_crop[1, 1] * rows[:, None] + to_crop[1, 2]
     in_crop = ((u >= -0.5) & (u <= size - 0.5) & (v >= -0.5) & (v <= size - 0.5)).ravel()
     ys, xs = np.divmod(np.flatnonzero(in_crop), x1 - x0 + 1)
-    ys, xs = ys + y0, xs + x0
     uv = np.stack([u.ravel()[in_crop], v.ravel()[in_crop]], axis=1)
-    # Only pixels whose bilinear taps can touch the mask (its 3×3-dilated support, nearest pixel).
-    from scipy.ndimage import binary_dilation
-
-    support = binary_dilation(mask > 0, np.ones((3, 3), bool))
-    near = np.clip(np.rint(uv), 0, size - 1).astype(int)
-    touch = support[near[:, 1], near[:, 0]]
-    ys, xs, uv = ys[touch], xs[touch], uv[touch]
     taps, weights = _bilinear_taps(uv, size)
-    alpha = sum(w[:, 0] * mask[v, u] for (v, u), w in zip(taps, weights))
-    keep = alpha > 0
-    taps = [(v[keep], u[keep]) for v, u in taps]
-    weights = [w[keep].astype(np.float32) for w in weights]
-    return ys[keep], xs[keep], taps, weights, alpha[keep].astype(np.float32)[:, None]
+    return (ys + y0).astype(np.int32), (xs + x0).astype(np.int32), taps, weights
+
+
+def _sampling_plan(geometry, mask: np.ndarray):
+    """The geometry's pixels under the mask, with their blend weight alpha."""
+    if geometry is None:
+        return None
+    ys, xs, taps, weights = geometry
+    flat = mask.astype(np.float32).ravel()
+    alpha = sum(w[:, 0] * flat[t] for t, w in zip(taps, weights))
+    keep = np.flatnonzero(alpha > 0)
+    if keep.size == 0:
+        return None
+    return ys[keep], xs[keep], [t[keep] for t in taps], [w[keep] for w in weights], alpha[keep][:, None]
+
+
+def _cached(cache: OrderedDict, key, make):
+    if key not in cache:
+        cache[key] = make()
+        while len(cache) > _CACHE_SIZE:
+            cache.popitem(last=False)
+    cache.move_to_end(key)
+    return cache[key]
 
 
 def _plan_for(params: CropParams, size: int, frame_shape, landmarks: np.ndarray, feather, grow, forehead):
-    key = (params.matrix_for(size).tobytes(), size, tuple(frame_shape), landmarks.tobytes(), feather, grow, forehead)
-    if key not in _PLAN_CACHE:
-        mask = face_mask(landmarks, size, feather, grow, forehead)
-        _PLAN_CACHE[key] = _sampling_plan(params, size, frame_shape, mask)
-        while len(_PLAN_CACHE) > _PLAN_CACHE_SIZE:
-            _PLAN_CACHE.popitem(last=False)
-    _PLAN_CACHE.move_to_end(key)
-    return _PLAN_CACHE[key]
+    crop_key = (params.matrix_for(size).tobytes(), size, tuple(frame_shape))
+    geometry = _cached(_GEOMETRY_CACHE, crop_key, lambda: _crop_geometry(params, size, frame_shape))
+    mask_key = crop_key + (landmarks.tobytes(), feather, grow, forehead)
+    return _cached(_PLAN_CACHE, mask_key, lambda: _sampling_plan(
+        geometry, face_mask(landmarks, size, feather, grow, forehead)))
 
 
 def _blend(out: np.ndarray, faces: np.ndarray, plan, chunk: int) -> None:
@@ -171,8 +179,8 @@ def _blend(out: np.ndarray, faces: np.ndarray, plan, chunk: int) -> None:
         return
     ys, xs, taps, weights, alpha = plan
     for s in range(0, len(faces), chunk):
-        block = faces[s:s + chunk].astype(np.float32)
-        face = sum(w * block[:, v, u] for (v, u), w in zip(taps, weights))
+        block = faces[s:s + chunk].reshape(len(faces[s:s + chunk]), -1, 3)
+        face = sum(w * block[:, t].astype(np.float32) for t, w in zip(taps, weights))
         base = out[s:s + chunk, ys, xs].astype(np.float32)
         out[s:s + chunk, ys, xs] = np.clip(np.rint(alpha * face + (1.0 - alpha) * base), 0, 255).astype(np.uint8)
 
