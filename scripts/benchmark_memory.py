@@ -3,7 +3,7 @@
 
 Each case runs `edtalk generate` in a fresh Python process that reports its own peak RSS
 (getrusage RUSAGE_SELF); the whole process tree (Python + the ffmpeg decoders/encoder) is also
-sampled through /proc every 50 ms for the peak of its summed RSS.
+sampled through /proc every 50 ms for the peak of its summed PSS (shared pages counted once).
 Cases: an image source driven by audio (pose video + preset expression) for each --seconds, and
 a 720p video dubbed with --paste-back for each --dub-seconds. Weights are random (the numbers are
 about memory, not pictures): tiny 64x64 models by default, official-size ones with --official-size.
@@ -32,14 +32,15 @@ print("PEAK " + json.dumps({"code": code, "self_mb": mb(resource.RUSAGE_SELF)}))
 """
 
 
-def tree_rss_mb(pid: int) -> float:
-    """Summed RSS of a process and all its descendants (Linux /proc), 0 once it is gone."""
+def tree_pss_mb(pid: int) -> float:
+    """Summed PSS of a process and all its descendants (Linux /proc), 0 once it is gone. PSS shares
+    pages among the processes mapping them, so a just-forked child is not counted twice."""
     total, stack = 0, [pid]
     while stack:
         p = stack.pop()
         try:
-            status = Path(f"/proc/{p}/status").read_text()
-            total += int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("VmRSS:")))
+            rollup = Path(f"/proc/{p}/smaps_rollup").read_text()
+            total += int(next(ln.split()[1] for ln in rollup.splitlines() if ln.startswith("Pss:")))
             for task in Path(f"/proc/{p}/task").iterdir():
                 stack += [int(c) for c in (task / "children").read_text().split()]
         except (OSError, StopIteration, ValueError):
@@ -106,7 +107,7 @@ def run_case(name: str, args: list) -> dict:
                                 stdout=out, stderr=err, text=True, cwd=ROOT)
         tree_peak = 0.0
         while proc.poll() is None:
-            tree_peak = max(tree_peak, tree_rss_mb(proc.pid))
+            tree_peak = max(tree_peak, tree_pss_mb(proc.pid))
             time.sleep(0.05)
         out.seek(0), err.seek(0)
         stdout, stderr = out.read(), err.read()
@@ -128,7 +129,7 @@ def main():
     args = p.parse_args()
     weights = "official-size" if args.official_size else "tiny (64x64)"
     print(f"# random {weights} weights; python {platform.python_version()}; cpu={platform.processor() or platform.machine()}")
-    print("| case | peak RSS, python MB | peak RSS, process tree (python + ffmpeg) MB | wall s |")
+    print("| case | peak RSS, python MB | peak PSS, process tree (python + ffmpeg) MB | wall s |")
     print("|---|---:|---:|---:|")
     rows = []
     with tempfile.TemporaryDirectory(prefix="edtalk-mem-") as tmp:

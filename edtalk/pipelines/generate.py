@@ -412,7 +412,9 @@ def generate(opts: GenerateOptions, model=None, audio2lip=None) -> GenerationRes
     if opts.legacy_normalize:  # the official per-clip min–max needs the clip's extremes: a first pass
         extremes = _Extremes()
         render(extremes.update)
-        mapping = lambda frames: legacy_minmax_uint8(frames, extremes.lo, extremes.hi)  # noqa: E731
+
+        def mapping(frames):
+            return legacy_minmax_uint8(frames, extremes.lo, extremes.hi)
     else:
         mapping = to_uint8
     restore = None
