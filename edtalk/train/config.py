@@ -29,6 +29,7 @@ BASE_DEFAULTS = {
         "root": "???",
         "dataset": None,          # "module:Class" to override the stage's dataset
         "split": "train",
+        "length": None,           # items per epoch (None = one per clip; more for tiny trees)
         "size": None,             # frame size; None = the model size
         "num_workers": 0,
     },
@@ -43,6 +44,7 @@ BASE_DEFAULTS = {
         "freeze": [],             # module-name prefixes to freeze, e.g. [gen.enc, gen.dec]
         "warmup_steps": 0,        # linear LR warm-up (0 = constant LR, the spec's setting)
         "deterministic": False,   # torch.use_deterministic_algorithms (bit-exact resume on GPU)
+        "check_sync": False,      # at each checkpoint, fail unless every rank holds bit-identical weights
     },
     "optim": {},
 }

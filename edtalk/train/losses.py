@@ -124,9 +124,9 @@ class VGG19Backbone(nn.Module):
 
     def __init__(self, state_dict: Optional[Dict[str, torch.Tensor]] = None):
         super().__init__()
-        from torchvision.models import vgg19
+        from torchvision.models.vgg import cfgs, make_layers
 
-        features = vgg19(weights=None).features
+        features = make_layers(cfgs["E"])  # torchvision's vgg19().features, without the classifier
         if state_dict is not None:
             own = {k[len("features."):]: v for k, v in state_dict.items() if k.startswith("features.")}
             try:

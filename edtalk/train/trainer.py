@@ -101,6 +101,25 @@ def average_gradients(params: List[nn.Parameter], world_size: int) -> None:
         offset += n
 
 
+def weights_digest(models: Dict[str, nn.Module]) -> str:
+    """SHA-1 of every parameter and buffer's bytes (bit-identical weights ⇔ equal digests)."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for name in sorted(models):
+        for key, t in models[name].state_dict().items():
+            h.update(key.encode())
+            h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def check_ranks_in_sync(models: Dict[str, nn.Module], step: int) -> None:
+    digests = [None] * dist.get_world_size()
+    dist.all_gather_object(digests, weights_digest(models))
+    if len(set(digests)) != 1:
+        raise EDTalkError(f"ranks hold different weights at step {step}: {digests}")
+
+
 def broadcast_module(module: nn.Module) -> None:
     """Give every rank rank 0's parameters and buffers."""
     for t in list(module.parameters()) + list(module.buffers()):
@@ -399,6 +418,8 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> Optional[Path]:
+        if self.dist.enabled and self.cfg.train.check_sync:
+            check_ranks_in_sync(self.models, self.step)
         state = self.state_dict()  # every rank joins the RNG gather
         if not self.dist.is_main:
             return None

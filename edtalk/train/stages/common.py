@@ -87,7 +87,8 @@ class GeneratorStage(Stage):
         cls = import_object(str(d.dataset or self.dataset_spec))
         size = int(d.size) if d.size else int(self.cfg.model.size)
         try:
-            return cls(str(d.root), split=str(d.split), size=size, seed=int(self.cfg.seed))
+            extra = {"length": int(d.length)} if d.length else {}
+            return cls(str(d.root), split=str(d.split), size=size, seed=int(self.cfg.seed), **extra)
         except FileNotFoundError as exc:
             raise EDTalkError(f"data.root {d.root}: {exc}") from None
 

@@ -32,7 +32,7 @@ class FactorNetStage(Stage):
         "model": {"size": _MODEL.size, "channels": list(_MODEL.channels), "hidden": _MODEL.hidden},
         "loss": {"weights": {"mouth": 1.0, "pose": 1.0, "expression": 1.0, "blink": 1.0, "identity": 0.5}},
         "data": {"cache_dir": None, "eval_split": "test"},
-        "train": {"batch_size": 64, "max_steps": 1600, "ema": 0.995},
+        "train": {"batch_size": 32, "max_steps": 3000, "ema": 0.995},
         "optim": {"net": {"lr": 0.002, "betas": [0.9, 0.99], "weight_decay": 0.0}},
     }
 

@@ -1,0 +1,27 @@
+import pytest
+
+
+@pytest.fixture(scope="session")
+def synth_tree(tmp_path_factory):
+    """A small SynthTalk MEAD tree (3 speakers, 64x64) with its LMDB frame store, once per session."""
+    from edtalk.data import synthtalk
+    from edtalk.data.store import build_frame_store
+
+    out = tmp_path_factory.mktemp("synth")
+    synthtalk.main(["--out", str(out), "--kind", "mead", "--speakers", "3", "--emotions", "neutral,happy",
+                    "--levels", "1", "--frames", "12", "--no-mel", "--quiet", "--test-fraction", "0.25"])
+    root = out / "mead"
+    build_frame_store(root, progress=False)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Training tests use one intra-op thread: on a shared 2-core machine two spinning OpenMP threads
+    made small convolutions ~20x slower (measured), and the numbers here do not depend on it."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
