@@ -74,15 +74,19 @@ def default_landmarks(params: CropParams, size: int) -> np.ndarray:
 def mask_outline(landmarks: np.ndarray, grow: float = 0.1, forehead: float = 0.3) -> np.ndarray:
     """Convex polygon [N,2] (x, y) around the face: jaw + brows raised by `forehead`·(chin→nose
     top distance), then scaled by 1+`grow` about the centre (room for an opening jaw)."""
-    from scipy.spatial import ConvexHull
+    from scipy.spatial import ConvexHull, QhullError
 
+    degenerate = InputError("face landmarks for the paste-back mask are degenerate (NaN or collapsed)")
     pts = np.asarray(landmarks, dtype=np.float64)
     up = pts[NOSE_TOP] - pts[CHIN]
     if not np.isfinite(pts).all() or not np.any(up):
-        raise InputError("face landmarks for the paste-back mask are degenerate (NaN or collapsed)")
+        raise degenerate
     raised = pts[BROWS] + forehead * up  # `up` has the chin→nose-top length
     outline = np.concatenate([pts[JAW], raised])
-    outline = outline[ConvexHull(outline).vertices]
+    try:
+        outline = outline[ConvexHull(outline).vertices]
+    except QhullError:  # all points on one line
+        raise degenerate from None
     centre = outline.mean(0)
     return centre + (outline - centre) * (1.0 + grow)
 

@@ -124,3 +124,6 @@ def test_paste_back_checks_inputs(astronaut, astronaut_crop):
         paste_back(astronaut, crop[None], params, landmarks=np.zeros((5, 2)))
     with pytest.raises(InputError, match="degenerate"):
         paste_back(astronaut, crop[None], params, landmarks=np.full((68, 2), np.nan))
+    on_a_line = np.stack([np.arange(68.0), np.arange(68.0)], axis=1)
+    with pytest.raises(InputError, match="degenerate"):
+        paste_back(astronaut, crop[None], params, landmarks=on_a_line)
