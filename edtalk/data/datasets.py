@@ -187,9 +187,6 @@ class Stage0Pairs(_TreeDataset):
 class Stage1Items(_TreeDataset):
     """Stage-1 (mouth/pose cross-reconstruction) items; see the module docstring."""
 
-    def __init__(self, root, split="train", size=None, seed=0, store=None, length=None):
-        super().__init__(root, split, size, seed, store, length)
-
     def plan(self, index: int) -> dict:
         """{"a_id", "a", "b_id", "b"} → (name, frame) of item `index`."""
         rng = self._rng(index)

@@ -379,10 +379,9 @@ def prepare(dataset: str, raw: os.PathLike, out: os.PathLike, workers: Optional[
     for part in layout.REQUIRED_DIRS + ("mel", MARKERS):
         (out / part).mkdir(parents=True, exist_ok=True)
     summary = PrepareSummary(out=out, failed=dict(rejected))
-    todo = []
-    for source in sources:
-        (summary.skipped if _is_complete(out, source) else todo).append(source)
-    summary.skipped = [s.key for s in summary.skipped]
+    done = {s.key for s in sources if _is_complete(out, s)}
+    todo = [s for s in sources if s.key not in done]
+    summary.skipped = sorted(done)
     workers = max(1, min(int(workers or os.cpu_count() or 1), len(todo) or 1))
     jobs = [(s, out, size) for s in todo]
     bar = tqdm(total=len(jobs), desc=f"prepare {dataset}", unit="video", disable=not progress)
