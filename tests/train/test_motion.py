@@ -33,7 +33,7 @@ def _model(exp_dim=10, seed=0):
 def test_cached_weights_equal_motion_weights_on_the_frames(synth_tree, tmp_path):
     root = _tree_view(synth_tree, tmp_path / "tree")
     model = _model().train()  # extraction must switch to eval and back
-    names = layout.read_split(root, "test")[:2]
+    names = layout.list_clips(root)[:2]
     done = extract_motion(model, root, names, batch_size=5, progress=False)
     assert done == {"written": 2, "skipped": 0}
     assert model.training
@@ -47,7 +47,7 @@ def test_cached_weights_equal_motion_weights_on_the_frames(synth_tree, tmp_path)
             got = load_motion(root, name, part)
             assert got.dtype == np.float32 and got.shape == (len(frames), dim)
             np.testing.assert_allclose(got, want[part].numpy(), rtol=0, atol=2e-5)
-    assert not motion_path(root, layout.read_split(root, "test")[2], "exp").exists()
+    assert not motion_path(root, layout.list_clips(root)[2], "exp").exists()
 
 
 def test_extraction_is_idempotent_and_overwrite_recomputes(synth_tree, tmp_path):
