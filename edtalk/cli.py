@@ -253,6 +253,10 @@ def _cmd_evaluate(args) -> int:
         unknown = [m for m in only if m not in METRICS]
         if unknown:
             raise EDTalkError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
+    if args.limit is not None and args.limit < 1:
+        raise EDTalkError("--limit must be at least 1")
+    if args.max_offset < 0:
+        raise EDTalkError("--max-offset must be 0 or more")
     device = str(resolve_device(args.device))
     settings = MetricSettings(paths={n: getattr(args, f"weights_{n}") for n in WEIGHT_SOURCES}, only=only,
                               device=device, max_offset=args.max_offset)

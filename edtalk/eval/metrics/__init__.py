@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, Optional
 
-import numpy as np
 
 from ...errors import EDTalkError
 from .clip import Clip, FaceTrack, detect_track
@@ -133,7 +132,11 @@ class MetricSuite:
     # ----------------------------------------------------------------------------- running
 
     def row(self, clip: Clip) -> dict:
-        """Per-clip values: metric key → float (None where the clip gives none), plus bookkeeping."""
+        """Per-clip values: metric key → float (None where the clip gives none), plus bookkeeping.
+
+        A network that fails (a user file that does not fit its documented interface) turns its
+        metrics into skips with the reason, for this and later clips, instead of ending the run.
+        """
         from .pixel import psnr_frames, ssim_frames
 
         row = {"name": clip.name, "frames": len(clip), "emotion": clip.emotion or ""}
@@ -141,24 +144,49 @@ class MetricSuite:
             row["psnr"] = float(psnr_frames(clip.pred, clip.gt).mean())
         if self.settings.wants("ssim"):
             row["ssim"] = float(ssim_frames(clip.pred, clip.gt).mean())
-        if self.lpips is not None:
-            row["lpips"] = float(self.lpips.frames(clip.pred, clip.gt).mean())
-        if self.landmarks is not None:
-            pred, gt = clip.track("pred"), clip.track("gt")
-            for key, points in LANDMARK_SETS.items():
-                if self.settings.wants(key):
-                    row[key] = lmd(pred.landmarks, gt.landmarks, points)
-        if self.fid is not None:
-            self.fid.update(clip.pred, clip.gt)
-        if self.sync is not None:
-            row.update(self._sync_row(clip))
-        if self.emotion is not None and clip.emotion:
-            row["emo_pred"] = self.emotion.predict(clip.pred)
-            row["acc_emo"] = float(row["emo_pred"] == clip.emotion)
-        if self.identity is not None:
-            source = clip.source if clip.source is not None else clip.gt[0]
-            row["csim"], row["csim_frames"] = _csim(self.identity, clip, source)
+        for attr, keys, step in self._network_steps():
+            if getattr(self, attr) is None:
+                continue
+            try:
+                row.update(step(clip))
+            except (MetricUnavailable, RuntimeError) as exc:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                if not isinstance(exc, MetricUnavailable):
+                    reason = f"the {attr} network failed on {clip.name}: {reason}"
+                setattr(self, attr, None)
+                for key in keys:
+                    self.status[key] = MetricStatus(False, reason=reason)
         return row
+
+    def _network_steps(self):
+        return (("lpips", ("lpips",), self._lpips_row), ("landmarks", ("m_lmd", "f_lmd"), self._lmd_row),
+                ("fid", ("fid",), self._fid_update), ("sync", ("lse_c", "lse_d"), self._sync_row),
+                ("emotion", ("acc_emo",), self._emotion_row), ("identity", ("csim",), self._csim_row))
+
+    def _lpips_row(self, clip: Clip) -> dict:
+        return {"lpips": float(self.lpips.frames(clip.pred, clip.gt).mean())}
+
+    def _lmd_row(self, clip: Clip) -> dict:
+        pred, gt = clip.track("pred"), clip.track("gt")
+        return {key: lmd(pred.landmarks, gt.landmarks, points)
+                for key, points in LANDMARK_SETS.items() if self.settings.wants(key)}
+
+    def _fid_update(self, clip: Clip) -> dict:
+        self.fid.update(clip.pred, clip.gt)
+        return {}
+
+    def _emotion_row(self, clip: Clip) -> dict:
+        if not clip.emotion:
+            return {}
+        predicted = self.emotion.predict(clip.pred)
+        return {"emo_pred": predicted, "acc_emo": float(predicted == clip.emotion)}
+
+    def _csim_row(self, clip: Clip) -> dict:
+        from .identity import csim
+
+        source = clip.source if clip.source is not None else clip.gt[0]
+        value, frames = csim(self.identity, clip.track("source"), source, clip.track("pred"), clip.pred)
+        return {"csim": value, "csim_frames": frames}
 
     def _sync_row(self, clip: Clip) -> dict:
         if clip.wav is None:
@@ -176,9 +204,3 @@ class MetricSuite:
             except MetricUnavailable as exc:
                 self.status["fid"] = MetricStatus(False, reason=str(exc))
         return out
-
-
-def _csim(embedder, clip: Clip, source: np.ndarray):
-    from .identity import csim
-
-    return csim(embedder, clip.track("source"), source, clip.track("pred"), clip.pred)
