@@ -86,6 +86,7 @@ def test_resized_store_uses_pil_bicubic(synth_trees, tmp_path):
 def test_rebuild_skips_stored_clips_and_completes_interrupted_ones(synth_trees, tmp_path, monkeypatch):
     root = synth_trees["hdtf"]
     names = layout.list_clips(root)
+    monkeypatch.setattr(store, "_INITIAL_MAP_SIZE", 64 * 1024)  # the map must grow (MapFullError path)
     path = store.build_frame_store(root, out=tmp_path / "f.lmdb", names=names[:2], progress=False)
     calls = []
     real = store._encode_clip
