@@ -249,12 +249,20 @@ class WebUI:
         return str(result.path), summary
 
 
+# generate() speaks in CLI flags; the page names its own fields.
+FLAG_NAMES = {"--exp none": "the source's own expression", "--exp-intensity": "the intensity",
+              "--exp": "the expression", "--source": "the identity", "--audio": "the audio", "--lip": "the lip video",
+              "--pose": "the pose video", "--checkpoint-dir": "the checkpoint folder", "--checkpoint": "the model",
+              "--batch-size": "the batch size", "--paste-back": "paste-back", "--no-crop": "no face crop"}
+FLAG_PATTERN = re.compile("|".join(re.escape(f) + r"(?![\w-])" for f in FLAG_NAMES))
+
+
 def public_message(exc: BaseException, form: Form) -> str:
-    """The error text with server paths of uploads replaced by their file names."""
+    """The error text for the page: upload paths become file names, CLI flags the page's field names."""
     text = str(exc)
     for path in form.uploads().values():
         text = text.replace(str(path), Path(path).name)
-    return text
+    return FLAG_PATTERN.sub(lambda m: FLAG_NAMES[m.group(0)], text)
 
 
 def checkpoint_notice(checkpoint_dir) -> str:

@@ -111,3 +111,15 @@ def test_mistakes_become_one_message_without_server_paths(tmp_path, speech, not_
         ui.run(bad, "s")
     assert public_message(InputError(f"cannot read image {not_an_image}: X"), bad) == "cannot read image notes.png: X"
     assert str(not_an_image.parent) not in public_message(err.value, bad)
+
+
+def test_generate_errors_name_the_page_fields_not_cli_flags(tiny_ckpt_dir, speech, tmp_path):
+    ui = WebUI(checkpoint_dir=str(tiny_ckpt_dir), device="cpu", work_dir=tmp_path / "work")
+    dub_with_pose = Form(identity=str(EXAMPLES / "pose.mp4"), audio=str(speech), pose=str(EXAMPLES / "pose.mp4"))
+    with pytest.raises(EDTalkError) as err:
+        ui.run(dub_with_pose, "s")
+    assert "--pose" in str(err.value)  # generate() speaks CLI
+    message = public_message(err.value, dub_with_pose)
+    assert message.startswith("the pose video does not apply to dubbing") and "--" not in message
+    assert public_message(EDTalkError("use --exp none; --exp-intensity and --checkpoint-dir"), Form()) == \
+        "use the source's own expression; the intensity and the checkpoint folder"
