@@ -9,7 +9,8 @@ mouth) and b_a (b's face with a's mouth).  With d_m = Q_m α_m and d_p = Q_p α_
 
 G loss (weights from `loss.*`, plain sum): rec (L1 + perceptual, self outputs), cross (same, cross
 outputs), adv (GAN on all four outputs), fea_m = Σ_batch exp(−cos(d_m^cross, d_m^self)) for a and
-b, fea_p the same for pose (`loss.fea_reduction: mean` divides by the batch).  D: real [a,b] vs
+b (summed over the global batch, whatever the process count), fea_p the same for pose
+(`loss.fea_reduction: mean` divides by the batch).  D: real [a,b] vs
 fake [cross a, cross b].  All of G learns (E, dec, fc, heads, W26 through QR); `train.freeze:
 [gen.enc, gen.dec]` freezes E/dec.
 """
@@ -72,10 +73,15 @@ class Stage1(GeneratorStage):
         return logs
 
     def consistency(self, cross: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
-        """The fea term for a then b (each half summed, or averaged with fea_reduction=mean)."""
+        """The fea term for a then b (each half summed, or averaged with fea_reduction=mean).
+
+        A sum is over the *global* batch: each rank's sum is scaled by the number of processes,
+        because the trainer averages gradients over ranks (so any process count trains alike).
+        """
         red = str(self.cfg.loss.fea_reduction)
         halves = zip(cross.float().chunk(2), own.float().chunk(2))
-        return sum(feature_consistency_loss(c, o, red) for c, o in halves)
+        total = sum(feature_consistency_loss(c, o, red) for c, o in halves)
+        return total * self.world_size if red == "sum" else total
 
     def sample_images(self, batch, ctx):
         f = self.forward(ctx.ema_model("gen"), batch)
