@@ -95,7 +95,7 @@ def stage2_run(synth_tree, tmp_path_factory):
     lip = _lip_pose(seed=4)
     lip.save_pretrained(tmp / "stage1")
     cfg = load_train_config(CONFIG, [f"data.root={synth_tree}", f"model.init_path={tmp / 'stage1'}",
-                                      f"run.dir={tmp / 'run'}", "train.max_steps=30", "run.progress=false",
+                                      f"run.dir={tmp / 'run'}", "train.max_steps=20", "run.progress=false",
                                       "run.log_every=30", "run.checkpoint_every=0", "run.sample_every=0",
                                       "optim.gen.lr=0.003", "train.batch_size=2", "train.threads=1"])
     start = add_expression_branch(lip, adain_hidden=16, seed=0)
