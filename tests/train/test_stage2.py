@@ -157,3 +157,21 @@ def test_export_drives_generate_with_presets_made_from_it(stage2_run, tmp_path):
     frames = {k: read_video(v)[0].astype(np.float32) for k, v in outs.items()}
     assert np.abs(frames["preset"] - frames["npy"]).mean() < 0.5
     assert len(frames["preset"]) == open_frames(root).num_frames(name)
+
+
+def test_init_path_resolution(tmp_path):
+    from edtalk.errors import EDTalkError
+    from edtalk.train.stages.stage2 import resolve_stage1_init
+
+    run = tmp_path / "run"
+    (run / "export" / "model").mkdir(parents=True)
+    (run / "export" / "model" / "config.json").write_text("{}")
+    assert resolve_stage1_init("auto", str(run)) == ("pretrained", str(run / "export" / "model"))
+    for step in ("000100", "000200"):
+        (run / "export" / f"{step}.pt").write_bytes(b"")
+    assert resolve_stage1_init("auto", str(run)) == ("official", str(run / "export" / "000200.pt"))
+    assert resolve_stage1_init("auto", str(run / "export")) == ("official", str(run / "export" / "000200.pt"))
+    assert resolve_stage1_init("auto", str(run / "export" / "model")) == ("pretrained", str(run / "export" / "model"))
+    assert resolve_stage1_init("official", "x.pt") == ("official", "x.pt")
+    with pytest.raises(EDTalkError, match="no stage-1 model"):
+        resolve_stage1_init("auto", str(tmp_path))
