@@ -171,3 +171,21 @@ def test_frechet_distance_agrees_with_pytorch_fid():
         warnings.simplefilter("ignore")
         expected = calculate_frechet_distance(*a.mean_cov(), *b.mean_cov())
     assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_tf_fid_inception_weights_load_into_pytorch_fids_architecture():
+    from unittest import mock
+
+    import torchvision
+    from pytorch_fid import inception as fid_inception
+
+    from edtalk.eval.metrics.fid import inception_from_state
+
+    # pytorch-fid's FID architecture with random weights, built without its download
+    with mock.patch.object(fid_inception, "load_state_dict_from_url", lambda *a, **k: {}), \
+            mock.patch.object(torchvision.models.Inception3, "load_state_dict", lambda *a, **k: None):
+        tf_state = fid_inception.fid_inception_v3().state_dict()
+    net, comparable = inception_from_state(tf_state)
+    assert comparable and torch.equal(net.blocks[0][0].conv.weight, tf_state["Conv2d_1a_3x3.conv.weight"])
+    assert torch.equal(net.blocks[3][1].branch3x3_1.conv.weight, tf_state["Mixed_7b.branch3x3_1.conv.weight"])

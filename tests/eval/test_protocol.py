@@ -20,10 +20,10 @@ SAME, SHIFTED = "M003#happy#level_3#001", "M003#sad#level_3#002"
 
 @pytest.fixture(scope="module")
 def face_videos(tmp_path_factory):
-    """GT: 10 frames of a real face; pred: one clip identical (same file), one shifted by (3, 2) px."""
+    """GT: 4 frames of a real face; pred: one clip identical (same file), one shifted by (3, 2) px."""
     root = tmp_path_factory.mktemp("videos")
     face = np.asarray(Image.open(FACE).convert("RGB").resize((128, 128), Image.BICUBIC))
-    gt = np.repeat(face[None], 10, axis=0)
+    gt = np.repeat(face[None], 4, axis=0)
     (root / "gt").mkdir()
     (root / "pred").mkdir()
     for name in (SAME, SHIFTED):
@@ -49,7 +49,7 @@ def test_evaluate_writes_csv_json_table_and_plots_with_known_values(face_videos,
     assert float(same["m_lmd"]) == 0.0 and float(same["f_lmd"]) == 0.0 and float(same["csim"]) == pytest.approx(1.0)
     # a pure shift costs pixels but (nearly) no landmark distance: each set is centred by its own mean
     assert float(shifted["psnr"]) < 30 and float(shifted["f_lmd"]) < 1.0 and float(shifted["csim"]) > 0.9
-    assert same["emotion"] == "happy" and int(same["frames"]) == 10
+    assert same["emotion"] == "happy" and int(same["frames"]) == 4
     summary = json.loads((out / "summary.json").read_text())
     m = summary["metrics"]
     assert m["psnr"]["value"] == pytest.approx((100.0 + float(shifted["psnr"])) / 2, rel=1e-5)
@@ -130,7 +130,7 @@ def test_evaluate_generates_the_test_split_first_with_a_checkpoint(tmp_path, cap
     from edtalk.testing import write_tiny_checkpoints
 
     ckpt = write_tiny_checkpoints(tmp_path / "ckpt")["EDTalk.pt"]
-    generate(tmp_path / "synth", kind="mead", size=64, seed=0, speakers=2, emotions=["happy"], levels=[3], frames=8,
+    generate(tmp_path / "synth", kind="mead", size=64, seed=0, speakers=2, emotions=["happy"], levels=[3], frames=6,
              quiet=True)
     data, out = tmp_path / "synth" / "mead", tmp_path / "eval"
     name = json.loads((data / "test.json").read_text())[0]
@@ -141,7 +141,7 @@ def test_evaluate_generates_the_test_split_first_with_a_checkpoint(tmp_path, cap
     from edtalk.video import probe_video, read_video
 
     assert np.array_equal(source, read_video(data / "video" / f"{name}.mp4", max_frames=1)[0][0])
-    assert probe_video(out / "pred" / f"{name}.mp4")["frames"] == 8
+    assert probe_video(out / "pred" / f"{name}.mp4")["frames"] == 6
     rows = _rows(out / "per_clip.csv")
     assert list(rows) == [name] and 0 < float(rows[name]["psnr"]) < 100
     assert "| EDTalk-V (this run) |" in (out / "table.md").read_text()

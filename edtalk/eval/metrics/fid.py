@@ -88,16 +88,22 @@ def load_inception(path: Path):
     standard; torchvision's ImageNet inception_v3 weights (1000 classes) load too, marked not
     comparable (their FIDs differ from the paper's).
     """
-    try:
-        from pytorch_fid import inception as fid_inception
-    except ImportError:
-        raise MetricUnavailable("FID needs pytorch-fid (its Inception architecture): pip install pytorch-fid") from None
     from ...checkpoints import safe_torch_load
 
     try:
         state = safe_torch_load(path)
     except Exception as exc:
         raise MetricUnavailable(str(exc)) from None
+    return inception_from_state(state, str(path))
+
+
+def inception_from_state(state: dict, path: str = "the weights"):
+    """(network, comparable) for an Inception-v3 state dict (see :func:`load_inception`)."""
+    try:
+        from pytorch_fid import inception as fid_inception
+    except ImportError:
+        raise MetricUnavailable("FID needs pytorch-fid (its Inception architecture): pip install pytorch-fid") from None
+
     head = state.get("fc.weight")
     if head is None:
         raise MetricUnavailable(f"{path} is not an Inception-v3 state dict (no fc.weight)")
