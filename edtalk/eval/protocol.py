@@ -273,13 +273,14 @@ def generate_split(plan: GenerationPlan) -> Path:
         if target.is_file():
             continue
         video, wav = data / "video" / f"{name}.mp4", data / "audio" / f"{name}.wav"
+        if plan.mode == "audio" and not wav.is_file():
+            raise InputError(f"EDTalk-A needs the clip's audio: {wav} is missing")
         source = _save_first_frame(video, out / "sources" / f"{name}.png")
-        driver = dict(lip=str(video)) if plan.mode == "video" else dict(audio=str(wav))
-        opts = GenerateOptions(source=str(source), out=str(target), pose=str(video),
+        # V: the lip video drives the mouth and the layout WAV is only the soundtrack (for LSE)
+        opts = GenerateOptions(source=str(source), out=str(target), lip=str(video) if plan.mode == "video" else None,
+                               audio=str(wav) if wav.is_file() else None, pose=str(video),
                                exp=str(video) if model.has_expression else "none", crop=False,
-                               checkpoint=plan.checkpoint, device=plan.device, progress=False, **driver)
-        if plan.mode == "video" and wav.is_file():
-            opts.audio = None  # the lip video's own track becomes the soundtrack
+                               checkpoint=plan.checkpoint, device=plan.device, progress=False)
         generate(opts, model=model, audio2lip=audio2lip)
     return pred_dir
 

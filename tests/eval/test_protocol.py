@@ -141,7 +141,8 @@ def test_evaluate_generates_the_test_split_first_with_a_checkpoint(tmp_path, cap
     from edtalk.video import probe_video, read_video
 
     assert np.array_equal(source, read_video(data / "video" / f"{name}.mp4", max_frames=1)[0][0])
-    assert probe_video(out / "pred" / f"{name}.mp4")["frames"] == 6
+    info = probe_video(out / "pred" / f"{name}.mp4")
+    assert info["frames"] == 6 and info["audio"]  # the layout WAV is the soundtrack LSE listens to
     rows = _rows(out / "per_clip.csv")
     assert list(rows) == [name] and 0 < float(rows[name]["psnr"]) < 100
     assert "| EDTalk-V (this run) |" in (out / "table.md").read_text()

@@ -158,7 +158,7 @@ def test_syncnet_v2_user_file_is_the_comparable_lse_and_finds_the_offset(tmp_pat
     suite = MetricSuite(MetricSettings(paths={"syncnet_v2": str(tmp_path / "syncnet_v2.pt"),
                                               "syncnet": str(tmp_path / "expert")}, only=("lse_c", "lse_d")))
     assert suite.status["lse_d"].comparable and suite.status["lse_d"].network == "syncnet_v2 (user file)"
-    speech = _syllables(4, 60)
+    speech = _syllables(4, 40)
     frames, wav = _talking_clip(speech)
     synced = suite.sync.score(frames, wav)
     late_frames, _ = _talking_clip(np.concatenate([speech[:2], speech[:-2]]))
