@@ -12,7 +12,7 @@ Phases (each skips what is already done, so a killed run continues where it stop
 2. baseline  probe of the untrained model;
 3. train     `edtalk train --config configs/train/stage1_synthtalk.yaml` (resumes from the
              latest checkpoint in WORK/run);
-4. eval      probe of the trained model (and of every kept checkpoint), loss curves PNG, and a
+4. eval      probe of the trained model (`--checkpoints`: of every kept one), loss curves PNG, and a
              Markdown table, all under WORK/ (copy the small ones into docs/training/).
 
 The probe (`edtalk.eval.model_probe`): per-frame mouth/pose weights of every test-split frame;
@@ -122,14 +122,14 @@ def loss_curves(run_dir: Path, png: Path) -> None:
     fig.savefig(png)
 
 
-def phase_eval(work: Path, root: Path, baseline: dict) -> dict:
+def phase_eval(work: Path, root: Path, baseline: dict, all_checkpoints: bool = False) -> dict:
     from edtalk import EDTalk
     from edtalk.train.trainer import list_checkpoints, load_checkpoint
 
     run_dir = work / "run"
     trained = probe(EDTalk.from_pretrained(run_dir / "export" / "model"), root)
     per_checkpoint = {}
-    for path in list_checkpoints(run_dir):
+    for path in list_checkpoints(run_dir) if all_checkpoints else []:
         state = load_checkpoint(path)
         model = EDTalk.from_pretrained(run_dir / "export" / "model")
         model.load_state_dict(state["ema"].get("gen") or state["models"]["gen"])
@@ -161,6 +161,7 @@ def main():
     p.add_argument("--speakers", type=int, default=120, help="SynthTalk speakers (a quarter held out; default 120)")
     p.add_argument("--steps", type=int, default=3000, help="training steps (default 3000)")
     p.add_argument("--phase", default="all", choices=["all", "data", "baseline", "train", "eval"])
+    p.add_argument("--checkpoints", action="store_true", help="also probe every kept checkpoint (slow)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="extra training-config overrides")
     args = p.parse_args()
     work = Path(args.work).resolve()
@@ -173,7 +174,7 @@ def main():
     if args.phase in ("all", "train"):
         phase_train(work, root, args.steps, args.overrides)
     if args.phase in ("all", "eval"):
-        result = phase_eval(work, root, baseline)
+        result = phase_eval(work, root, baseline, args.checkpoints)
         print(result["trained"]["text"])
         print((work / "table.md").read_text())
     print(f"done in {time.time() - t0:.0f} s; results in {work}")

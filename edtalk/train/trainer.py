@@ -470,7 +470,8 @@ class Trainer:
 
     def _sample_batch(self):
         n = min(int(self.cfg.run.sample_count), len(self.dataset))
-        items = [self.dataset[i] for i in range(n)]
+        # Spread over the dataset (neighbouring items are often one speaker's clips).
+        items = [self.dataset[int(i)] for i in np.linspace(0, len(self.dataset) - 1, n).round()]
         return to_device(torch.utils.data.default_collate(items), self.device)
 
     @torch.no_grad()
