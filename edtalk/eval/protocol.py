@@ -76,7 +76,8 @@ def pair_videos(pred_dir, gt, split: str = "test") -> List[Pair]:
     unmatched = sorted(set(preds) - set(gts))
     if unmatched:
         more = f" (and {len(unmatched) - 5} more)" if len(unmatched) > 5 else ""
-        raise InputError(f"generated videos without ground truth in {gt}: {', '.join(unmatched[:5])}{more}")
+        where = f"{gt / 'video'} listed in {gt / (split + '.json')}" if is_layout_tree(gt) else str(gt)
+        raise InputError(f"generated videos without ground truth in {where}: {', '.join(unmatched[:5])}{more}")
     return [Pair(n, preds[n], gts[n], audio.get(n) if audio.get(n) and audio[n].is_file() else None)
             for n in sorted(preds)]
 

@@ -9,21 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from .clip import face_crops
 from .registry import load_user_network
-
-
-def box_crops(frames: np.ndarray, boxes: np.ndarray, size: int, low: float = -1.0) -> torch.Tensor:
-    """Face-box crops resized to size² as float [N,3,size,size] in [low,1]."""
-    out = []
-    h, w = frames.shape[1:3]
-    for frame, box in zip(frames, boxes):
-        x1, y1 = max(0, int(box[0])), max(0, int(box[1]))
-        x2, y2 = min(w, int(box[2])), min(h, int(box[3]))
-        crop = torch.from_numpy(np.ascontiguousarray(frame[y1:y2, x1:x2])).permute(2, 0, 1)[None].float() / 255
-        out.append(F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0])
-    return torch.stack(out) * (1 - low) + low
 
 
 def cosine_to_reference(reference: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
@@ -67,7 +55,7 @@ class TorchScriptIdentity:
 
     @torch.inference_mode()
     def embed(self, frames: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-        x = box_crops(frames, boxes, 112)
+        x = face_crops(frames, boxes, 112) * 2 - 1
         return torch.cat([self.net(x[s:s + self.batch].to(self.device)).float().cpu()
                           for s in range(0, len(x), self.batch)]).double().numpy()
 

@@ -24,9 +24,9 @@ from typing import Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ...audio import mel_windows
+from .clip import face_crops
 
 
 def offset_distances(video_emb, audio_emb, max_offset: int = 15):
@@ -56,18 +56,7 @@ def lse_scores(video_emb, audio_emb, max_offset: int = 15) -> dict:
 def face_windows(frames: np.ndarray, boxes: Optional[np.ndarray] = None, size: int = 96) -> torch.Tensor:
     """[T,15,size/2,size] SyncNet inputs: for frame i the lower halves of the face crops of frames
     i−2…i+2 (clamped at the ends), frame-major, RGB in [0,1] (Wav2Lip's convention)."""
-    crops = []
-    h, w = frames.shape[1:3]
-    for i, frame in enumerate(frames):
-        x1, y1, x2, y2 = 0, 0, w, h
-        if boxes is not None and np.isfinite(boxes[i]).all():
-            x1, y1 = max(0, int(boxes[i][0])), max(0, int(boxes[i][1]))
-            x2, y2 = min(w, int(boxes[i][2])), min(h, int(boxes[i][3]))
-            if x2 - x1 < 2 or y2 - y1 < 2:
-                x1, y1, x2, y2 = 0, 0, w, h
-        crop = torch.from_numpy(np.ascontiguousarray(frame[y1:y2, x1:x2])).permute(2, 0, 1)[None].float() / 255
-        crops.append(F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0])
-    lower = torch.stack(crops)[:, :, size // 2:]  # [T,3,size/2,size]
+    lower = face_crops(frames, boxes, size)[:, :, size // 2:]  # [T,3,size/2,size]
     return lower[torch.from_numpy(window_indices(len(frames)))].flatten(1, 2)  # [T,5,3,h,w] → [T,15,h,w]
 
 
@@ -127,22 +116,6 @@ def mfcc_windows(wav: np.ndarray, num_frames: int) -> torch.Tensor:
     return torch.from_numpy(rows[idx].transpose(0, 2, 1)[:, None].astype(np.float32))
 
 
-def square_crops(frames: np.ndarray, boxes: Optional[np.ndarray], size: int, scale: float = 1.4) -> torch.Tensor:
-    """[T,3,size,size] float 0–255 RGB: squares of `scale`× the face box (edge-padded), else the frame."""
-    out = []
-    h, w = frames.shape[1:3]
-    for i, frame in enumerate(frames):
-        if boxes is not None and np.isfinite(boxes[i]).all():
-            cx, cy = (boxes[i][0] + boxes[i][2]) / 2, (boxes[i][1] + boxes[i][3]) / 2
-            half = scale * max(boxes[i][2] - boxes[i][0], boxes[i][3] - boxes[i][1]) / 2
-            x1, y1, x2, y2 = (int(round(v)) for v in (cx - half, cy - half, cx + half, cy + half))
-            padded = np.pad(frame, ((max(0, -y1), max(0, y2 - h)), (max(0, -x1), max(0, x2 - w)), (0, 0)), mode="edge")
-            frame = padded[y1 + max(0, -y1):y2 + max(0, -y1), x1 + max(0, -x1):x2 + max(0, -x1)]
-        crop = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float()
-        out.append(F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0])
-    return torch.stack(out)
-
-
 class SyncNetV2Scorer(SyncScorer):
     """syncnet_v2 from a user file: forward(mfcc [N,1,13,20], video [N,3,5,224,224] BGR 0–255) → (a, v)."""
 
@@ -156,7 +129,8 @@ class SyncNetV2Scorer(SyncScorer):
         from ...audio import frame_count
 
         n = min(len(frames), frame_count(len(wav)))
-        crops = square_crops(frames[:n], None if boxes is None else boxes[:n], V2_SIZE).flip(1)  # RGB → BGR
+        # squares of 1.4× the face box, 0–255, RGB → BGR
+        crops = face_crops(frames[:n], None if boxes is None else boxes[:n], V2_SIZE, 1.4, square=True).flip(1) * 255
         mfccs = mfcc_windows(wav, n)
         windows = torch.from_numpy(window_indices(n))
         video, audio = [], []
