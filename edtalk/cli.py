@@ -272,7 +272,7 @@ def _cmd_evaluate(args) -> int:
     result, files = run_evaluate(EvaluateRequest(out=args.out, pred=args.pred, gt=args.gt, generation=plan,
                                                  settings=settings, label=args.label, progress=not args.quiet))
     print(files["table"].read_text())
-    print(f"{len(result.rows)} clips; wrote " + ", ".join(str(p) for p in files.values()))
+    print(f"{len(result.rows)} clip(s); wrote " + ", ".join(str(p) for p in files.values()))
     return 0
 
 

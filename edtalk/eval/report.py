@@ -21,12 +21,12 @@ from .metrics import METRICS
 # The paper's numbers (spec §9; MEAD unless noted, [S]): the reference rows of the table.
 PAPER_ROWS = {
     "mead": {
-        "EDTalk-A (paper)": {"psnr": 21.628, "ssim": 0.722, "m_lmd": 1.537, "fid": 17.698, "acc_emo": 67.32},
-        "EDTalk-V (paper)": {"psnr": 22.771, "ssim": 0.769, "m_lmd": 1.102, "fid": 15.548, "acc_emo": 68.85},
+        "EDTalk-A (paper, MEAD)": {"psnr": 21.628, "ssim": 0.722, "m_lmd": 1.537, "fid": 17.698, "acc_emo": 67.32},
+        "EDTalk-V (paper, MEAD)": {"psnr": 22.771, "ssim": 0.769, "m_lmd": 1.102, "fid": 15.548, "acc_emo": 68.85},
     },
     "hdtf": {
-        "EDTalk-A (paper)": {"psnr": 25.156},
-        "EDTalk-V (paper)": {"psnr": 26.504},
+        "EDTalk-A (paper, HDTF)": {"psnr": 25.156},
+        "EDTalk-V (paper, HDTF)": {"psnr": 26.504},
     },
 }
 # Column order: the paper's MEAD table first, then the metrics it does not report.

@@ -57,7 +57,7 @@ def test_evaluate_writes_csv_json_table_and_plots_with_known_values(face_videos,
     assert not m["fid"]["ok"] and "--fid-weights" in m["fid"]["reason"]
     assert m["lpips"]["reason"] == "not requested (--metrics)"
     table = (out / "table.md").read_text()
-    assert "| EDTalk-V (paper) | 22.771 | 0.769 | 1.102 | 15.548 | 68.85 % |" in table
+    assert "| EDTalk-V (paper, MEAD) | 22.771 | 0.769 | 1.102 | 15.548 | 68.85 % |" in table
     ours = next(line for line in table.splitlines() if line.startswith("| this run |"))
     assert f"{m['psnr']['value']:.3f}" in ours and f"{m['csim']['value']:.3f}†" in ours
     assert "- CSIM†: dlib face-recognition ResNet (face-recognition-models) — not comparable to the paper" in table
@@ -119,7 +119,7 @@ def test_table_marks_stand_ins_and_uses_the_hdtf_reference_row():
                "fid": {"ok": False, "reason": "no weights"}}
     table = markdown_table(summary, "hdtf")
     lines = table.splitlines()
-    assert lines[2].startswith("| EDTalk-A (paper) | 25.156 |") and "| this run | 25.000 |" in table
+    assert lines[2].startswith("| EDTalk-A (paper, HDTF) | 25.156 |") and "| this run | 25.000 |" in table
     assert "| 3.000† |" in lines[4] and "- LSE-C†: SyncNet expert — not comparable to the paper" in table
     assert "- FID: skipped — no weights" in table
     assert isinstance(MetricStatus(True), MetricStatus)
