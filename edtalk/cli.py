@@ -97,7 +97,7 @@ def _add_evaluate_args(p: argparse.ArgumentParser) -> None:
     gen.add_argument("--checkpoint", help="generator (EDTalk.pt / EDTalk_lip_pose.pt / saved folder)")
     gen.add_argument("--audio2lip-checkpoint", help="Audio2Lip for --mode audio (default: beside --checkpoint)")
     gen.add_argument("--data", metavar="TREE", help="MEAD/HDTF layout tree whose split is generated and evaluated")
-    gen.add_argument("--split", default="test", help="split list of the tree (default: test)")
+    gen.add_argument("--split", default="test", help="split list of the tree (--data, or --gt as a tree; default: test)")
     gen.add_argument("--mode", default="video", choices=["video", "audio"],
                      help="EDTalk-V: the clip drives the mouth (default); EDTalk-A: its audio does")
     gen.add_argument("--limit", type=int, help="only the first N clips of the split")
@@ -270,7 +270,8 @@ def _cmd_evaluate(args) -> int:
                               audio2lip_checkpoint=args.audio2lip_checkpoint, device=device, limit=args.limit,
                               progress=not args.quiet)
     result, files = run_evaluate(EvaluateRequest(out=args.out, pred=args.pred, gt=args.gt, generation=plan,
-                                                 settings=settings, label=args.label, progress=not args.quiet))
+                                                 settings=settings, label=args.label, split=args.split,
+                                                 progress=not args.quiet))
     print(files["table"].read_text())
     print(f"{len(result.rows)} clip(s); wrote " + ", ".join(str(p) for p in files.values()))
     return 0

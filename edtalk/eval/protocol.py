@@ -299,6 +299,7 @@ class EvaluateRequest:
     generation: Optional[GenerationPlan] = None  # generate a layout split first
     settings: MetricSettings = field(default_factory=MetricSettings)
     label: Optional[str] = None
+    split: str = "test"  # the split list used when --gt is a layout tree
     progress: bool = True
 
 
@@ -316,7 +317,7 @@ def run_evaluate(req: EvaluateRequest):
     else:
         if not req.pred or not req.gt:
             raise InputError("give --pred DIR and --gt DIR, or --checkpoint FILE and --data TREE to generate first")
-        pred, gt, label, split = req.pred, req.gt, req.label or "this run", "test"
+        pred, gt, label, split = req.pred, req.gt, req.label or "this run", req.split
     pairs = pair_videos(pred, gt, split)
     if req.generation is not None and req.generation.limit:
         pairs = pairs[: req.generation.limit]
