@@ -30,10 +30,11 @@ def scalars(run_dir, tag):
 
 @pytest.fixture(scope="module")
 def stage1_run(synth_tree, tmp_path_factory):
-    """24 steps of the tiny stage-1 config (GAN on), a checkpoint every 12."""
+    """24 steps of the tiny stage-1 config (GAN and generator EMA on), a checkpoint every 12."""
     run_dir = tmp_path_factory.mktemp("s1") / "run"
     cfg = load_train_config(str(TINY1), [f"data.root={synth_tree}", f"run.dir={run_dir}", "train.max_steps=24",
-                                         "run.checkpoint_every=12", "run.log_every=6", "run.sample_every=12", *QUIET])
+                                         "run.checkpoint_every=12", "run.log_every=6", "run.sample_every=12", "train.ema=0.9",
+                                         *QUIET])
     result = train(cfg)
     return run_dir, result
 
@@ -61,7 +62,7 @@ def test_resume_after_kill_is_bit_identical(stage1_run, tmp_path):
     train(cfg)
     a = load_checkpoint(run_dir / "checkpoints" / "step_00000024.pt")
     b = load_checkpoint(resumed / "checkpoints" / "step_00000024.pt")
-    for group in ("models", "optimizers"):
+    for group in ("models", "ema", "optimizers", "schedulers"):
         for name in a[group]:
             _assert_same(a[group][name], b[group][name], f"{group}.{name}")
 
@@ -90,8 +91,10 @@ def test_official_export_renders_like_the_trained_model(stage1_run, synth_tree):
     assert set(raw) == {"gen", "dis", "g_optim", "d_optim", "args"}
     assert type(raw["args"]).__name__ == "Namespace" and raw["args"].stage == "stage1"
     assert raw["dis"] and "final_linear.0.weight" in raw["dis"]
-    state = load_checkpoint(run_dir / "checkpoints" / "step_00000024.pt")["models"]["gen"]
-    assert all(torch.equal(official.state_dict()[k], v) for k, v in state.items())
+    state = load_checkpoint(run_dir / "checkpoints" / "step_00000024.pt")
+    ema, live = state["ema"]["gen"], state["models"]["gen"]
+    assert all(torch.equal(official.state_dict()[k], v) for k, v in ema.items())  # exports use the EMA
+    assert not torch.equal(ema["lip_fc.2.weight"], live["lip_fc.2.weight"])
     torch.manual_seed(0)
     src, drv = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64) * 2 - 1
     with torch.no_grad():
