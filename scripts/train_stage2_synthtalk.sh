@@ -22,11 +22,15 @@ if [[ "${SHORT:-0}" == 1 ]]; then
   SPEAKERS=${SPEAKERS:-4}; FRAMES=${FRAMES:-16}; S1_STEPS=${S1_STEPS:-150}; S2_STEPS=${S2_STEPS:-150}
   S1_CONFIG=${S1_CONFIG:-configs/train/stage1_synthtalk_tiny.yaml}
   S2_CONFIG=${S2_CONFIG:-configs/train/stage2_synthtalk_tiny.yaml}
+  # like stage2_synthtalk.yaml: no GAN term, Adam with momentum (a few hundred steps of reconstruction)
+  S2_ARGS=${S2_ARGS:-loss.adv=0 optim.gen.betas=[0.9,0.99] optim.gen.lr=0.002}
 else
   SPEAKERS=${SPEAKERS:-16}; FRAMES=${FRAMES:-32}; S1_STEPS=${S1_STEPS:-3000}; S2_STEPS=${S2_STEPS:-2000}
   S1_CONFIG=${S1_CONFIG:-configs/train/stage1_synthtalk.yaml}
   S2_CONFIG=${S2_CONFIG:-configs/train/stage2_synthtalk.yaml}
 fi
+S1_ARGS=${S1_ARGS:-}          # extra key=value overrides of each run
+S2_ARGS=${S2_ARGS:-}
 TREE=$WORK/synth/mead
 S1_RUN=${S1_RUN:-$WORK/stage1}
 S2_RUN=$WORK/stage2
@@ -41,28 +45,30 @@ fi
 # 2. stage 1 (skipped when its export exists)
 if ! ls "$S1_RUN"/export/*.pt >/dev/null 2>&1; then
   python -m edtalk.cli train --config "$S1_CONFIG" data.root="$TREE" run.dir="$S1_RUN" \
-    train.max_steps="$S1_STEPS" train.threads="$THREADS" run.progress=false
+    train.max_steps="$S1_STEPS" train.threads="$THREADS" run.progress=false $S1_ARGS
 fi
 
 # 3. stage 2 (resumes from its latest checkpoint)
 if ! ls "$S2_RUN"/export/*.pt >/dev/null 2>&1; then
   python -m edtalk.cli train --config "$S2_CONFIG" data.root="$TREE" model.init_path="$S1_RUN" \
-    run.dir="$S2_RUN" train.max_steps="$S2_STEPS" train.threads="$THREADS" run.progress=false
+    run.dir="$S2_RUN" train.max_steps="$S2_STEPS" train.threads="$THREADS" run.progress=false $S2_ARGS
 fi
 
 # 4. probe on the held-out speakers
-python - "$TREE" "$S1_RUN" "$S2_RUN" "$WORK/stage2_probe.json" "$S2_CONFIG" <<'EOF'
+python - "$TREE" "$S1_RUN" "$S2_RUN" "$WORK/stage2_probe.json" "$S2_CONFIG" "$THREADS" <<'EOF'
 import json, sys
 from pathlib import Path
 
 import torch
+
+torch.set_num_threads(int(sys.argv[6]))
 
 from edtalk.eval.model_probe import evaluate_model
 from edtalk.model import EDTalk
 from edtalk.train.config import load_train_config
 from edtalk.train.stages.stage2 import add_expression_branch
 
-tree, s1_run, s2_run, out, s2_config = sys.argv[1:]
+tree, s1_run, s2_run, out, s2_config = sys.argv[1:6]
 cfg = load_train_config(s2_config, [f"data.root={tree}"])
 stage1 = EDTalk.from_official(sorted(Path(s1_run, "export").glob("*.pt"))[-1])
 stage2 = EDTalk.from_official(sorted(Path(s2_run, "export").glob("*.pt"))[-1])
@@ -85,5 +91,14 @@ for name, label in (("stage1", "stage 1 (lip-pose)"), ("baseline", "untrained ex
     print(f"{label:<28}{r['mouth']:>8.3f}{r['pose']:>8.3f}{exp:>12}")
 print(f"mouth/pose bases bit-identical: {bases_kept}; mouth/pose R² unchanged: {result['mouth_pose_r2_unchanged']}; "
       f"expression own R² >= 0.6: {result['expression_target_met']}")
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+events = EventAccumulator(str(Path(s2_run, "tb")))
+events.Reload()
+l1 = [e.value for e in events.Scalars("loss/rec_l1")] if "loss/rec_l1" in events.Tags()["scalars"] else []
+if l1:
+    result["stage2_rec_l1_first_last"] = [l1[0], l1[-1]]
+    Path(out).write_text(json.dumps(result, indent=1))
+    print(f"stage-2 training reconstruction L1: {l1[0]:.4f} (first log) -> {l1[-1]:.4f} (last log)")
 print(f"wrote {out}")
 EOF
