@@ -433,7 +433,12 @@ class Trainer:
         if state.get("stage") != self.cfg.stage:
             raise EDTalkError(f"checkpoint is from stage {state.get('stage')!r}, this run is {self.cfg.stage!r}")
         for k, m in self.models.items():
-            m.load_state_dict(state["models"][k])
+            try:
+                m.load_state_dict(state["models"][k])
+            except (RuntimeError, KeyError) as exc:
+                raise EDTalkError(f"the checkpoint's {k!r} does not match this config's model "
+                                  f"(resume with the run's own config.yaml, or run.resume=none): "
+                                  f"{str(exc).strip().splitlines()[0]}") from None
         for k, m in self.ema.items():
             if k in state["ema"]:
                 m.load_state_dict(state["ema"][k])
