@@ -156,15 +156,23 @@ def load_generator(checkpoint, device="cpu"):
 def _preset_clips(root: Path, split: str, levels: Optional[Sequence[int]]) -> Dict[str, List[str]]:
     """emotion → the split's MEAD clips it averages (neutral: every neutral clip, any level)."""
     by_emotion: Dict[str, List[str]] = {}
+    skipped = set()
     for name in layout.read_split(root, split):
         if layout.name_kind(name) != "mead":
             raise InputError(f"presets need a MEAD-style tree; {name!r} is not a MEAD name")
         parsed = layout.parse_mead_name(name)
         if parsed.emotion != "neutral" and levels is not None and parsed.level not in levels:
+            skipped.add(parsed.emotion)
             continue
         by_emotion.setdefault(parsed.emotion, []).append(name)
     if "neutral" not in by_emotion:
         raise InputError(f"{root}/{split}.json has no neutral clips: presets are scaled from neutral")
+    missing = sorted(skipped - set(by_emotion))
+    if missing:
+        import warnings
+
+        warnings.warn(f"no clips of level {'/'.join(map(str, levels))} for {', '.join(missing)}: no preset for "
+                      "them (use --levels all)")
     return by_emotion
 
 

@@ -70,3 +70,19 @@ def test_heldout_reconstruction_improves(finetuned, synth_tree):
     held_out = PersonFrames(synth_tree, "test", 64, seed=2, clip=finetuned["clip"])
     before, after = heldout_l1(finetuned["start"], held_out), heldout_l1(finetuned["model"], held_out)
     assert after < 0.8 * before, (before, after)
+
+
+def test_full_option_trains_all_of_g_but_the_dead_eem_branch():
+    from edtalk.train.stages.finetune import set_finetune_trainable
+
+    gen = EDTalk(EDTalkConfig.tiny())
+    set_finetune_trainable(gen, "decoder")
+    assert {n for n, p in gen.named_parameters() if p.requires_grad} == \
+        {n for n, _ in gen.named_parameters() if n.startswith("dec.") and not _dead(n)}
+    set_finetune_trainable(gen, "full")
+    assert {n for n, p in gen.named_parameters() if not p.requires_grad} == {n for n, _ in gen.named_parameters()
+                                                                             if _dead(n)}
+
+
+def _dead(name):
+    return name.startswith("dec.fineadainresblock.") and (".conv1." in name or ".norm1." in name)

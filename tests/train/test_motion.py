@@ -161,3 +161,13 @@ def test_a_preset_folder_replaces_the_official_table(tmp_path, monkeypatch):
             presets.use_preset_dir(tmp_path / "mine")
     finally:
         presets.use_preset_dir(None)
+
+
+def test_presets_warn_about_emotions_missing_at_the_chosen_level(tmp_path):
+    names = [layout.format_mead_name("M001", "neutral", 1, 1), layout.format_mead_name("M001", "happy", 1, 1)]
+    layout.write_split(tmp_path, "train", names)
+    for name in names:
+        motion_path(tmp_path, name, "exp").parent.mkdir(parents=True, exist_ok=True)
+        np.save(motion_path(tmp_path, name, "exp"), np.ones((2, 10), np.float32))
+    with pytest.warns(UserWarning, match="for happy"):
+        assert sorted(compute_presets(tmp_path, levels=(3,))["presets"]) == ["neutral"]
