@@ -27,7 +27,7 @@ from .errors import EDTalkError, InputError
 from .pipelines.generate import (AUDIO2LIP_FILE, EDTALK_FILE, LIP_POSE_FILE, GenerateOptions, generate,
                                  load_models, mode_of, resolve_checkpoint, resolve_device, resolve_dtype)
 from .pipelines.preprocess import IMAGE_EXTS, VIDEO_EXTS, load_image
-from .presets import EMOTIONS
+from .presets import preset_names
 
 log = logging.getLogger(__name__)
 
@@ -305,12 +305,14 @@ def build_app(ui: WebUI):
                 upload_info = gr.Markdown(elem_id="upload-info")
                 exp_choice = gr.Radio([EXP_OWN, EXP_PRESET, EXP_BLEND, EXP_FILE], value=EXP_OWN,
                                       label="Expression", elem_id="exp-choice")
+                names = preset_names()  # the active table: official, or $EDTALK_PRESETS
+                first, second = default_presets(names)
                 with gr.Row(visible=False) as preset_row:
-                    preset = gr.Dropdown(EMOTIONS, value="happy", label="preset")
+                    preset = gr.Dropdown(names, value=first, label="preset")
                     intensity = gr.Slider(0, 2, value=1, step=0.05, label="intensity",
                                           info="0 neutral, 1 the preset, >1 stronger")
                 with gr.Row(visible=False) as blend_row:
-                    preset2 = gr.Dropdown(EMOTIONS, value="surprised", label="second preset")
+                    preset2 = gr.Dropdown(names, value=second, label="second preset")
                     blend = gr.Slider(0, 1, value=0.3, step=0.05, label="weight of the second preset")
                 with gr.Row(visible=False) as exp_file_row:
                     boxes["exp_file"] = upload_box("exp_file", "Expression: a video or image of a face")
@@ -385,6 +387,14 @@ def build_app(ui: WebUI):
             gr.Examples(examples, [boxes["identity"], boxes["audio"], boxes["pose"], exp_choice, preset, intensity],
                         label="Examples (bundled public-domain inputs; pick one, then Generate)")
     return demo
+
+
+def default_presets(names: Sequence[str]) -> Tuple[str, str]:
+    """The dropdowns' first choices: happy and surprised when the table has them."""
+    emotions = [n for n in names if n != "neutral"] or list(names)
+    first = "happy" if "happy" in names else emotions[0]
+    second = "surprised" if "surprised" in names else next((n for n in emotions if n != first), first)
+    return first, second
 
 
 def example_rows(folder: Optional[Path]) -> List[list]:

@@ -2,9 +2,17 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from edtalk import presets
 from edtalk.testing import write_tiny_checkpoints
 
 SPEECH_SECONDS = 0.48  # → 12 frames at 25 fps
+
+
+@pytest.fixture(autouse=True)
+def official_presets(monkeypatch):
+    """The official preset table, whatever an earlier test (or the CLI's --presets) chose."""
+    monkeypatch.delenv(presets.PRESETS_ENV, raising=False)
+    presets.use_preset_dir(None)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from edtalk.pipelines.generate import GenerateOptions
 from edtalk.presets import expression_from_spec, preset
 from edtalk.video import probe_video
 from edtalk.webui import (EXP_BLEND, EXP_FILE, EXP_PRESET, LIMIT_MB, Form, ModelCache, WebUI, available_models,
-                          build_options, check_upload, checkpoint_notice, expression_spec,
+                          build_options, check_upload, checkpoint_notice, default_presets, expression_spec,
                           public_message)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -47,6 +47,8 @@ def test_expression_sources_map_to_the_cli_values(tmp_path):
     assert expression_spec(Form(exp_choice=EXP_BLEND, preset="sad", preset2="sad", blend=0.5)) == "sad"
     with pytest.raises(InputError, match="Expression: upload a video or image"):
         expression_spec(Form(exp_choice=EXP_FILE))
+    assert default_presets(["happy", "neutral", "sad", "surprised"]) == ("happy", "surprised")
+    assert default_presets(["calm", "neutral", "tense"]) == ("calm", "tense")  # a folder of one's own presets
 
 
 def test_form_becomes_the_cli_options(tmp_path):
