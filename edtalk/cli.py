@@ -164,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--checkpoint-dir", default="checkpoints", help="where the checkpoints are (default: checkpoints)")
     web.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     web.add_argument("--examples", metavar="DIR", help="example inputs shown on the page (default: the repository's examples/)")
+    web.add_argument("--presets", metavar="DIR", help="expression presets from a folder of <name>.npy "
+                                                       "(default: $EDTALK_PRESETS or the official 8)")
     return parser
 
 
@@ -225,6 +227,10 @@ def _cmd_examples(args) -> int:
 def _cmd_webui(args) -> int:
     from .webui import serve
 
+    if args.presets:
+        from .presets import use_preset_dir
+
+        use_preset_dir(args.presets)
     serve(host=args.host, port=args.port, share=args.share, checkpoint_dir=args.checkpoint_dir, device=args.device,
           examples_dir=args.examples)
     return 0

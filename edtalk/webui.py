@@ -382,7 +382,7 @@ def build_app(ui: WebUI):
         demo.load(refresh, None, [model, notice], concurrency_limit=None)
         demo.unload(end_session)
 
-        examples = example_rows(ui.examples_dir)
+        examples = example_rows(ui.examples_dir, (first, second))
         if examples:
             gr.Examples(examples, [boxes["identity"], boxes["audio"], boxes["pose"], exp_choice, preset, intensity],
                         label="Examples (bundled public-domain inputs; pick one, then Generate)")
@@ -397,16 +397,17 @@ def default_presets(names: Sequence[str]) -> Tuple[str, str]:
     return first, second
 
 
-def example_rows(folder: Optional[Path]) -> List[list]:
+def example_rows(folder: Optional[Path], presets: Tuple[str, str] = ("happy", "surprised")) -> List[list]:
     """Ready-made inputs from `examples/`: [identity, audio, pose, expression, preset, intensity]."""
     if folder is None:
         return []
     f = {name: str(Path(folder) / name) for name in ("source.png", "source_full.png", "speech.wav", "pose.mp4")}
     if not all(Path(p).is_file() for p in f.values()):
         return []
-    return [[f["source.png"], f["speech.wav"], f["pose.mp4"], EXP_PRESET, "happy", 1.0],
-            [f["source_full.png"], f["speech.wav"], None, EXP_OWN, "happy", 1.0],
-            [f["source.png"], f["speech.wav"], f["pose.mp4"], EXP_PRESET, "surprised", 1.5]]
+    first, second = presets
+    return [[f["source.png"], f["speech.wav"], f["pose.mp4"], EXP_PRESET, first, 1.0],
+            [f["source_full.png"], f["speech.wav"], None, EXP_OWN, first, 1.0],
+            [f["source.png"], f["speech.wav"], f["pose.mp4"], EXP_PRESET, second, 1.5]]
 
 
 def serve(host: str = "127.0.0.1", port: int = 7860, share: bool = False, checkpoint_dir: str = "checkpoints",
