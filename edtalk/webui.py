@@ -371,8 +371,7 @@ def build_app(ui: WebUI):
                           concurrency_limit=None, show_progress="hidden")
         button.click(on_generate, set(components.values()), [video, summary], concurrency_id="generate")
 
-        def refresh(request: gr.Request):
-            ui.session_dir(request.session_hash)
+        def refresh():  # checkpoints placed after the server started show up on reload
             choices = [MODEL_AUTO_CHOICE] + available_models(ui.checkpoint_dir)
             return gr.Dropdown(choices=choices), checkpoint_notice(ui.checkpoint_dir)
 
