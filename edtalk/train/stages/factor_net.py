@@ -17,6 +17,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
+from ...data import layout
 from ...errors import InputError
 from ...networks.factor_net import FactorNet, FactorNetConfig
 from ..factor_net import (FactorFrameDataset, FactorFrames, evaluate_r2, factor_loss, load_factor_frames,
@@ -85,7 +86,7 @@ class FactorNetStage(Stage):
 
     def export(self, out_dir, ctx) -> List[str]:
         net = _unwrap(ctx.ema_model("net"))
-        folder = _unwrap(net).save_pretrained(Path(out_dir) / "synthtalk_factor_net")
+        folder = net.save_pretrained(Path(out_dir) / "synthtalk_factor_net")
         written = [str(folder / "model.safetensors"), str(folder / "config.json")]
         scores = self.evaluate(net)
         if scores is not None:
@@ -96,12 +97,10 @@ class FactorNetStage(Stage):
     def evaluate(self, net: FactorNet) -> Optional[Dict]:
         """Held-out R² per group on `data.eval_split` (None when that split is absent/empty)."""
         split = self.cfg.data.get("eval_split")
-        if not split:
+        root = Path(self.cfg.data.root)
+        if not split or not (root / f"{split}.json").is_file() or not layout.read_split(root, str(split)):
             return None
-        try:
-            data = self._frames(str(split))
-        except InputError:
-            return None
+        data = self._frames(str(split))
         r2 = evaluate_r2(net, data)
         return {"split": str(split), "clips": len(data.names), "frames": int(len(data.frames)),
                 "r2": {k: round(float(v), 4) for k, v in r2.items()}}
