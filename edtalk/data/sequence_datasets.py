@@ -1,0 +1,146 @@
+"""Sequence and utterance items for audio-to-pose (spec §8.5) and audio/text-to-expression (§8.6).
+
+Both stages see audio only through the frozen Audio2Lip encoder: its 512-d embedding of each
+frame's 80×16 mel window (:func:`edtalk.audio.mel_windows`, or `mel/<name>.npy`).  Embeddings are
+computed once per clip when the stage starts (:func:`clip_table`), so items are cheap slices.
+
+Items (randomness of item i from ``numpy.random.default_rng([seed, epoch, i])``)::
+
+    PoseSequences   {"poses" [H+L,6], "audio" [L+2c,512]}
+        clip ~ U (or clip i), start s ~ U{0…T−L}; poses of frames s−H…s+L−1 and embeddings of
+        frames s−c…s+L+c−1, indices clamped to the clip (its first / last frame repeats).
+    ExpressionItems {"audio" [1024], "text" [K], "exp" [10], "emotion" [] (−1: no label), "r" []}
+        one clip's utterance features, its mean α_e and emotion; r ~ U(0,1) drives the
+        modality dropout (:func:`edtalk.networks.expression_predictor.modality_keep`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import CheckpointError, InputError
+from . import layout
+
+__all__ = ["load_audio2lip", "audio_embeddings", "utterance_features", "clip_table", "emotion_label",
+           "PoseSequences", "ExpressionItems"]
+
+EMBED_BATCH = 256
+
+
+def load_audio2lip(path):
+    """A frozen, eval-mode Audio2Lip from an official `.pt` or a saved folder (an audio2lip
+    stage's `export/model`, or its run folder)."""
+    from ..networks.audio2lip import Audio2Lip
+
+    p = Path(str(path))
+    if p.is_dir() and not (p / "config.json").is_file() and (p / "export" / "model").is_dir():
+        p = p / "export" / "model"
+    if not p.exists():
+        raise CheckpointError(f"Audio2Lip checkpoint not found: {p}")
+    a2l = Audio2Lip.from_pretrained(p) if p.is_dir() else Audio2Lip.from_official(p)
+    return a2l.eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def audio_embeddings(audio2lip, mels) -> torch.Tensor:
+    """[T,512] float32 embeddings of per-frame mel windows [T,80,16] or [T,1,80,16]."""
+    mels = torch.as_tensor(np.asarray(mels) if not isinstance(mels, torch.Tensor) else mels)
+    if mels.dim() == 3:
+        mels = mels[:, None]
+    param = next(audio2lip.parameters())
+    chunks = [audio2lip.embed(mels[s:s + EMBED_BATCH].to(param.device, param.dtype)).float().cpu()
+              for s in range(0, len(mels), EMBED_BATCH)]
+    return torch.cat(chunks)
+
+
+def utterance_features(embeddings: torch.Tensor) -> torch.Tensor:
+    """The offline utterance feature (spec §8.6): time mean ‖ std of [T,512] embeddings → [1024]."""
+    e = torch.as_tensor(embeddings).float()
+    return torch.cat([e.mean(0), e.std(0, unbiased=False)])
+
+
+def emotion_label(name: str) -> int:
+    """Index into layout.EMOTIONS for a MEAD-style name; −1 for unlabelled (HDTF) clips."""
+    if layout.name_kind(name) != "mead":
+        return -1
+    return layout.EMOTIONS.index(layout.parse_mead_name(name).emotion)
+
+
+def clip_table(root, names: Sequence[str], audio2lip, part: Optional[str], progress: bool = False) -> Dict[str, dict]:
+    """name → {"audio": [T,512] embeddings, "motion": [T,dim] cached α of `part` (or None)},
+    both cut to the shorter of the two."""
+    from ..train.motion import load_motion
+    from .audio_datasets import clip_mels
+
+    table = {}
+    items = names
+    if progress:
+        from tqdm.auto import tqdm
+
+        items = tqdm(names, desc="audio embeddings", unit="clip", dynamic_ncols=True)
+    for name in items:
+        emb = audio_embeddings(audio2lip, clip_mels(root, name))
+        motion = torch.from_numpy(load_motion(root, name, part)) if part else None
+        n = len(emb) if motion is None else min(len(emb), len(motion))
+        table[name] = {"audio": emb[:n], "motion": None if motion is None else motion[:n]}
+    return table
+
+
+class _Items(Dataset):
+    """Per-(seed, epoch, index) randomness; `length` items per epoch (default one per clip)."""
+
+    def __init__(self, count: int, seed: int = 0, length: Optional[int] = None):
+        self.count, self.seed, self.epoch = count, int(seed), 0
+        self.length = None if length is None else int(length)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.length if self.length is not None else self.count
+
+    def _rng_and_clip(self, index: int):
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} items")
+        rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+        return rng, (index if self.length is None else int(rng.integers(self.count)))
+
+
+class PoseSequences(_Items):
+    def __init__(self, table: Dict[str, dict], seq_len: int = 80, history: int = 10, context: int = 5,
+                 seed: int = 0, length: Optional[int] = None):
+        self.names: List[str] = [n for n, t in table.items() if len(t["audio"]) >= seq_len]
+        if not self.names:
+            raise InputError(f"no clip has {seq_len} frames (data.seq_len); use shorter sequences")
+        super().__init__(len(self.names), seed, length)
+        self.table, self.seq_len, self.history, self.context = table, int(seq_len), int(history), int(context)
+
+    def plan(self, index: int) -> dict:
+        rng, clip = self._rng_and_clip(index)
+        name = self.names[clip]
+        start = int(rng.integers(len(self.table[name]["audio"]) - self.seq_len + 1))
+        return {"clip": name, "start": start}
+
+    def __getitem__(self, index: int) -> dict:
+        p = self.plan(index)
+        t = self.table[p["clip"]]
+        n, s, L = len(t["audio"]), p["start"], self.seq_len
+        pose_idx = np.clip(np.arange(s - self.history, s + L), 0, n - 1)
+        audio_idx = np.clip(np.arange(s - self.context, s + L + self.context), 0, n - 1)
+        return {"poses": t["motion"][pose_idx], "audio": t["audio"][audio_idx]}
+
+
+class ExpressionItems(_Items):
+    def __init__(self, audio: torch.Tensor, text: torch.Tensor, exp: torch.Tensor, emotion: torch.Tensor,
+                 seed: int = 0, length: Optional[int] = None):
+        super().__init__(len(audio), seed, length)
+        self.audio, self.text, self.exp, self.emotion = audio, text, exp, emotion
+
+    def __getitem__(self, index: int) -> dict:
+        rng, i = self._rng_and_clip(index)
+        return {"audio": self.audio[i], "text": self.text[i], "exp": self.exp[i], "emotion": self.emotion[i],
+                "r": torch.tensor(float(rng.random()))}
