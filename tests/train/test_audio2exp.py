@@ -1,0 +1,98 @@
+"""Audio/text-to-expression (spec §8.6): modality dropout masks, the offline lexicon reader,
+synthetic transcripts, and training on a tiny SynthTalk tree (the loss falls)."""
+import shutil
+
+import pytest
+import torch
+
+from edtalk.data import layout
+from edtalk.networks.expression_predictor import (ExpressionPredictor, ExpressionPredictorConfig,
+                                                  load_expression_predictor, modality_keep)
+from edtalk.text_emotion import lexicon_vector, read_emotion, synthetic_transcript
+from edtalk.train.config import load_train_config
+from edtalk.train.stages.audio2exp import Audio2ExpStage
+from edtalk.train.trainer import train
+
+CONFIG = "configs/train/audio2exp_synthtalk_tiny.yaml"
+
+
+def test_modality_dropout_masks_follow_the_spec():
+    r = torch.tensor([0.9, 0.51, 0.5, 0.3, 0.25, 0.249, 0.0])
+    keep_audio, keep_text = modality_keep(r)
+    assert keep_audio.tolist() == [1, 1, 0, 0, 0, 1, 1]   # 0.25 ≤ r ≤ 0.5 zeroes the audio
+    assert keep_text.tolist() == [1, 1, 1, 1, 1, 0, 0]    # r < 0.25 zeroes the text
+
+
+@pytest.mark.parametrize("sentence,emotion", [
+    ("I am so happy today", "happy"), ("I am furious with you", "angry"), ("I am afraid of the dark", "fear"),
+    ("Such gloomy grief", "sad"), ("I am really surprised", "surprised"), ("That smell is gross", "disgusted"),
+    ("The meeting is at noon", "neutral")])
+def test_lexicon_reader_maps_emotional_sentences(sentence, emotion):
+    assert read_emotion(sentence) == emotion
+
+
+def test_synthetic_transcripts_are_deterministic_and_carry_the_label():
+    names = [layout.format_mead_name("M003", e, 1, i) for e in ("happy", "angry", "fear", "surprised") for i in range(4)]
+    for name in names:
+        text = synthetic_transcript(name)
+        assert text == synthetic_transcript(name)
+        assert read_emotion(text) == layout.parse_mead_name(name).emotion
+    assert len({synthetic_transcript(n) for n in names}) > 8  # several variants per emotion
+    assert lexicon_vector("the meeting is at noon").sum() == 0
+
+
+@pytest.fixture(scope="module")
+def exp_tree(synth_tree, tmp_path_factory):
+    from edtalk.testing import write_tiny_checkpoints
+    from edtalk.train.motion import extract_motion, load_generator
+
+    base = tmp_path_factory.mktemp("audio2exp")
+    root = base / "mead"
+    shutil.copytree(synth_tree, root)
+    ckpts = write_tiny_checkpoints(base / "ckpt")
+    extract_motion(load_generator(ckpts["EDTalk.pt"]), root, parts=("exp",), progress=False)
+    return root, ckpts["Audio2Lip.pt"]
+
+
+def _loss(stage, net, r):
+    d = stage.build_dataset()
+    batch = torch.utils.data.default_collate([d[i] for i in range(len(d.audio))])
+    batch["r"] = torch.full_like(batch["r"], r)
+    with torch.no_grad():
+        return stage.losses(net.eval(), batch), batch
+
+
+def test_dropped_modality_does_not_reach_the_heads(exp_tree, tmp_path):
+    root, a2l = exp_tree
+    cfg = load_train_config(CONFIG, [f"data.root={root}", f"model.audio2lip={a2l}", f"run.dir={tmp_path}"])
+    stage = Audio2ExpStage(cfg, torch.device("cpu"))
+    net = stage.build_models()["predictor"]
+    _, batch = _loss(stage, net, 0.9)
+    for r, field in ((0.1, "text"), (0.4, "audio")):  # r < 0.25 drops text; 0.25–0.5 drops audio
+        keep_a, keep_t = modality_keep(torch.full((len(batch["r"]),), r))
+        a = (batch["audio"] - net.audio_mean) / net.audio_std
+        base = net.heads(a, batch["text"], keep_a, keep_t)[0]
+        noisy = dict(batch)
+        noisy[field] = batch[field] + 5 * torch.randn_like(batch[field])
+        a2 = (noisy["audio"] - net.audio_mean) / net.audio_std
+        torch.testing.assert_close(net.heads(a2, noisy["text"], keep_a, keep_t)[0], base)
+        assert stage.losses(net, {**noisy, "r": torch.full_like(batch["r"], r)})["mse"] == \
+            stage.losses(net, {**batch, "r": torch.full_like(batch["r"], r)})["mse"]
+
+
+def test_training_lowers_the_loss_and_the_export_predicts(exp_tree, tmp_path):
+    root, a2l = exp_tree
+    cfg = load_train_config(CONFIG, [f"data.root={root}", f"model.audio2lip={a2l}", f"run.dir={tmp_path}",
+                                     "run.progress=false"])
+    stage = Audio2ExpStage(cfg, torch.device("cpu"))
+    torch.manual_seed(0)
+    untrained = stage.build_models()["predictor"]
+    result = train(cfg)
+    net, audio2lip, text_encoder = load_expression_predictor(result.exports[0])
+    assert text_encoder == "lexicon" and isinstance(net, ExpressionPredictor)
+    before, _ = _loss(stage, untrained, 0.9)
+    after, batch = _loss(stage, net, 0.9)
+    total = lambda t: float(sum(t.values()))  # noqa: E731
+    assert total(after) < 0.5 * total(before), (before, after)
+    exp, logits = net(audio=batch["audio"][:2], text=None)
+    assert exp.shape == (2, 10) and logits.shape == (2, 8)
