@@ -19,6 +19,8 @@ expression (--exp):
   a preset: angry contempt disgusted fear happy neutral sad surprised (scaled by --exp-intensity),
   a blend: "happy:0.7+surprised:0.3", a video or image of a face, an .npy of weights [10]/[T,10],
   or none (keep the source's expression; uses EDTalk_lip_pose.pt when it is in --checkpoint-dir).
+  predicted: --exp audio (from the speech) and/or --exp-text "I am so happy" (needs an audio2exp export).
+pose from speech: --pose audio [--pose-temperature 0.7 --seed 0] (needs a pose_flow export).
 
 length: audio modes give duration x 25 frames; video-driven gives the mouth video's frame count.
 Shorter pose/expression drivers are extended by ping-pong (forward, then backward, ...).
@@ -35,9 +37,17 @@ def _add_generate_args(p: argparse.ArgumentParser) -> None:
     io.add_argument("--lip", help="video whose mouth motion drives the lips (video-driven mode)")
     io.add_argument("--audio", help="speech that drives the lips (any format ffmpeg reads); also the output's sound, "
                     "kept at its own sample rate and channels")
-    io.add_argument("--pose", default="fixed", help="video driving head pose, or 'fixed' (the source's pose; default); "
-                    "not in dubbing, where each source frame gives the pose")
-    io.add_argument("--exp", default=None, help="expression: preset name, blend, video/image, .npy, or none (default)")
+    io.add_argument("--pose", default="fixed", help="video driving head pose, 'fixed' (the source's pose; default), "
+                    "or 'audio' (sampled from the speech by the audio-to-pose flow); not in dubbing, where each "
+                    "source frame gives the pose")
+    io.add_argument("--pose-temperature", type=float, default=0.7,
+                    help="--pose audio: sampling temperature (default 0.7; 0 = the most likely path)")
+    io.add_argument("--seed", type=int, default=0, help="--pose audio: sampling seed (default 0)")
+    io.add_argument("--exp", default=None, help="expression: preset name, blend, video/image, .npy, 'audio' "
+                    "(predicted from the speech), or none (default)")
+    io.add_argument("--exp-text", metavar="SENTENCE", default=None,
+                    help="predict the expression from what is said (offline emotion lexicon); with --exp audio "
+                         "both the speech and the text are used")
     io.add_argument("--exp-intensity", type=float, default=1.0,
                     help="preset strength: 0 = neutral, 1 = the preset (default), >1 exaggerates")
     io.add_argument("--presets", metavar="DIR", default=None,
@@ -50,6 +60,9 @@ def _add_generate_args(p: argparse.ArgumentParser) -> None:
     mdl.add_argument("--checkpoint", help="generator: EDTalk.pt / EDTalk_lip_pose.pt or a saved edtalk model folder")
     mdl.add_argument("--audio2lip-checkpoint", help="Audio2Lip.pt (default: <checkpoint-dir>/Audio2Lip.pt)")
     mdl.add_argument("--checkpoint-dir", default="checkpoints", help="where default checkpoints live (default: checkpoints)")
+    mdl.add_argument("--pose-flow-checkpoint", help="--pose audio: a pose_flow export (default: <checkpoint-dir>/pose_flow)")
+    mdl.add_argument("--exp-predictor-checkpoint",
+                     help="--exp audio / --exp-text: an audio2exp export (default: <checkpoint-dir>/audio2exp)")
 
     pre = p.add_argument_group("preprocessing")
     pre.add_argument("--no-crop", dest="crop", action="store_false",
@@ -186,6 +199,8 @@ def _cmd_generate(args) -> int:
         crop=args.crop, paste_back=args.paste_back, legacy_normalize=args.legacy_normalize, smoothing=args.smoothing,
         parity=args.parity, save_frames=args.save_frames, face_backend=args.face_backend, progress=not args.quiet,
         face_sr=args.face_sr, face_sr_weights=args.face_sr_weights,
+        pose_temperature=args.pose_temperature, seed=args.seed, pose_flow_checkpoint=args.pose_flow_checkpoint,
+        exp_text=args.exp_text, exp_predictor_checkpoint=args.exp_predictor_checkpoint,
     )
     keep_freed_memory()  # reuse activation buffers across frames (glibc); ~15% faster on CPU
     result = generate(opts)

@@ -32,6 +32,8 @@ import torch
 from .. import audio as audio_lib
 from ..errors import CheckpointError, EDTalkError, InputError
 from ..presets import expression_from_spec, is_preset_spec, load_weights_file, parse_preset_spec
+from .audio_drivers import (PREDICTED_EXP, audio_pose_sequence, pose_is_audio, predicted_expression,
+                            prepare_predicted_drivers)
 from .drivers import DUBBING_POSE_ERROR, EXP_TAIL_TRIM, DriverPlan, plan_drivers
 from .preprocess import IMAGE_EXTS, VIDEO_EXTS, VideoSource, is_video_path, open_video, prepare_image
 
@@ -67,6 +69,11 @@ class GenerateOptions:
     progress: bool = True
     face_sr: bool = False  # GFPGAN x2 on every output frame (edtalk.face.restore)
     face_sr_weights: Optional[str] = None  # None: $EDTALK_GFPGAN_WEIGHTS
+    pose_temperature: float = 0.7  # --pose audio: z ~ N(0, τ²I); 0 = the mode-like path
+    seed: int = 0  # --pose audio: the sampling seed
+    pose_flow_checkpoint: Optional[str] = None  # None: <checkpoint_dir>/pose_flow
+    exp_text: Optional[str] = None  # a sentence whose emotion drives the expression
+    exp_predictor_checkpoint: Optional[str] = None  # None: <checkpoint_dir>/audio2exp
 
 
 @dataclass
@@ -317,7 +324,7 @@ class _Expression:
     trim: int = 0  # tail frames the plan drops from a long sequence
 
 
-def _expression_driver(opts, gen: Generator, videos: _VideoStore, own_exp) -> _Expression:
+def _expression_driver(opts, gen: Generator, videos: _VideoStore, own_exp, wav=None) -> _Expression:
     """The expression slot's driver; constant None (and no sequence) for the lip-pose model."""
     model = gen.model
     if expression_is_none(opts.exp):
@@ -325,6 +332,8 @@ def _expression_driver(opts, gen: Generator, videos: _VideoStore, own_exp) -> _E
         return _Expression(constant=own_exp if model.has_expression else None)
     exp = str(opts.exp)
     kind = expression_kind(exp)
+    if kind in PREDICTED_EXP:  # one α_e for the utterance, used like a preset
+        return _Expression(constant=predicted_expression(opts, wav, model.device))
     if kind == "npy":  # weights files are taken as given (no tail trim)
         return _Expression(sequence=torch.from_numpy(load_weights_file(exp)).to(model.device))
     if kind == "preset":
@@ -345,6 +354,8 @@ def expression_kind(exp: Optional[str]) -> str:
     """'none', 'preset', 'npy', 'video' or 'image'; a clear error for anything else."""
     if expression_is_none(exp):
         return "none"
+    if str(exp).strip().lower() in PREDICTED_EXP:
+        return str(exp).strip().lower()
     if is_preset_spec(str(exp)):
         return "preset"
     path = Path(str(exp))
@@ -382,6 +393,7 @@ def generate(opts: GenerateOptions, model=None, audio2lip=None) -> GenerationRes
         check_face_restoration(opts.face_sr_weights)
     mode = mode_of(opts)
     check_pose_option(mode, opts.pose)
+    opts = prepare_predicted_drivers(opts, mode)  # --pose audio / --exp audio / --exp-text: checked up front
     out = Path(opts.out)
     _check_output_path(out)
     device = resolve_device(opts.device)
@@ -441,8 +453,8 @@ def _image_source_renderer(opts, gen: Generator, videos: _VideoStore, wav, smoot
         mouth = gen.heads(gen.video_latents(videos.get(opts.lip)), ("mouth",))["mouth"]
         if sound is None and _has_audio_track(opts.lip):
             sound = opts.lip
-    pose = _pose_sequence(opts, gen, videos)
-    exp = _expression_driver(opts, gen, videos, own.get("exp"))
+    pose = audio_pose_sequence(opts, wav, own["pose"]) if pose_is_audio(opts.pose) else _pose_sequence(opts, gen, videos)
+    exp = _expression_driver(opts, gen, videos, own.get("exp"), wav)
     plan = plan_drivers(mode, len(mouth), pose_frames=None if pose is None else len(pose),
                         exp_frames=None if exp.sequence is None else len(exp.sequence), parity=opts.parity,
                         lip_pose_model=not model.has_expression, exp_trim=exp.trim)

@@ -1,0 +1,108 @@
+"""Drivers predicted from the speech (and text) for `edtalk generate` (spec §8.5, §8.6).
+
+- `--pose audio`: the audio-to-pose flow samples one α_p per audio frame, seeded with the source's
+  α_p (`--pose-temperature`, `--seed`); checkpoint `--pose-flow-checkpoint` or
+  `<checkpoint-dir>/pose_flow/` (a `pose_flow` training run's `export/`).
+- `--exp audio` / `--exp-text "..."`: the audio/text-to-expression predictor gives one α_e for the
+  utterance, used like a preset (scaled by `--exp-intensity`); with both, both modalities feed it.
+  Checkpoint `--exp-predictor-checkpoint` or `<checkpoint-dir>/audio2exp/`.
+
+The sequences go through `drivers.plan_drivers` like any other driver.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..errors import CheckpointError, InputError
+
+__all__ = ["PREDICTED_EXP", "POSE_FLOW_DIR", "AUDIO2EXP_DIR", "pose_is_audio", "prepare_predicted_drivers",
+           "audio_pose_sequence", "predicted_expression"]
+
+PREDICTED_EXP = ("audio", "text")
+POSE_FLOW_DIR, AUDIO2EXP_DIR = "pose_flow", "audio2exp"
+
+
+def pose_is_audio(pose) -> bool:
+    return str(pose).strip().lower() == "audio"
+
+
+def _pose_flow_path(opts) -> Path:
+    return Path(opts.pose_flow_checkpoint) if opts.pose_flow_checkpoint else Path(opts.checkpoint_dir) / POSE_FLOW_DIR
+
+
+def _predictor_path(opts) -> Path:
+    return (Path(opts.exp_predictor_checkpoint) if opts.exp_predictor_checkpoint
+            else Path(opts.checkpoint_dir) / AUDIO2EXP_DIR)
+
+
+def _check_exists(path: Path, what: str, flag: str, config: str) -> None:
+    if not path.exists():
+        raise CheckpointError(f"{what} checkpoint not found: {path} — give {flag} or train one "
+                              f"(`edtalk train --config configs/train/{config}`)")
+
+
+def prepare_predicted_drivers(opts, mode: str):
+    """Validate the predicted-driver options before any heavy work; returns opts with `--exp-text`
+    alone turned into `exp='text'` (so the full model and the expression path are chosen)."""
+    exp = None if opts.exp is None else str(opts.exp).strip().lower()
+    if opts.exp_text is not None:
+        if not str(opts.exp_text).strip():
+            raise InputError("--exp-text is empty")
+        if exp in (None, "", "none", "text"):
+            opts, exp = replace(opts, exp="text"), "text"
+        elif exp != "audio":
+            raise InputError("--exp-text combines only with --exp audio (or no --exp)")
+    elif exp == "text":
+        raise InputError("--exp text needs --exp-text \"a sentence\"")
+    if exp in PREDICTED_EXP:
+        if exp == "audio" and not opts.audio:
+            raise InputError("--exp audio needs --audio (the speech whose emotion is read)")
+        if mode == "dubbing":
+            raise InputError("--exp audio / --exp-text are not available in dubbing; use a preset")
+        _check_exists(_predictor_path(opts), "audio/text-to-expression", "--exp-predictor-checkpoint",
+                      "audio2exp.yaml")
+    if pose_is_audio(opts.pose):
+        if not opts.audio:
+            raise InputError("--pose audio needs --audio (the speech that drives the head)")
+        _check_exists(_pose_flow_path(opts), "audio-to-pose", "--pose-flow-checkpoint", "pose_flow.yaml")
+    return opts
+
+
+def _embeddings(audio2lip, wav: np.ndarray) -> torch.Tensor:
+    from ..audio import mel_windows
+    from ..data.sequence_datasets import audio_embeddings
+
+    return audio_embeddings(audio2lip, mel_windows(wav))
+
+
+@torch.no_grad()
+def audio_pose_sequence(opts, wav: np.ndarray, own_pose: torch.Tensor) -> torch.Tensor:
+    """α_p [T,6] (one per audio frame) sampled by the flow, seeded with the source's α_p [1,6]."""
+    from ..networks.pose_flow import load_pose_flow
+
+    flow, audio2lip = load_pose_flow(_pose_flow_path(opts))
+    generator = torch.Generator().manual_seed(int(opts.seed))
+    poses = flow.sample(_embeddings(audio2lip, wav)[None], own_pose.float().cpu().reshape(1, -1),
+                        temperature=float(opts.pose_temperature), generator=generator)
+    return poses[0].to(own_pose.device)
+
+
+@torch.no_grad()
+def predicted_expression(opts, wav: Optional[np.ndarray], device) -> torch.Tensor:
+    """One α_e [1,10] for the utterance from the speech (`--exp audio`) and/or `--exp-text`."""
+    from ..data.sequence_datasets import utterance_features
+    from ..networks.expression_predictor import load_expression_predictor
+    from ..text_emotion import TextFeatures
+
+    net, audio2lip, text_encoder = load_expression_predictor(_predictor_path(opts))
+    audio = utterance_features(_embeddings(audio2lip, wav))[None] if str(opts.exp).lower() == "audio" else None
+    text = None
+    if opts.exp_text is not None:
+        text = torch.from_numpy(TextFeatures(text_encoder)(opts.exp_text))[None]
+    exp, _ = net(audio=audio, text=text)
+    return (exp * float(opts.exp_intensity)).to(device)
