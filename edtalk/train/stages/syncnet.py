@@ -22,7 +22,7 @@ from ...networks.syncnet import SyncNet, SyncNetConfig, load_syncnet
 from ..stage import Stage, register_stage
 from ..trainer import import_object
 
-__all__ = ["SyncNetStage", "sync_probability", "sync_bce", "check_face_range", "build_syncnet"]
+__all__ = ["SyncNetStage", "sync_probability", "sync_bce", "check_face_range", "build_syncnet", "sync_preference"]
 
 SYNCNET_DEFAULTS = {
     "model": {
@@ -97,3 +97,24 @@ class SyncNetStage(Stage):
     def export(self, out_dir, ctx) -> List[str]:
         """Our folder (config.json + model.safetensors) under export/model: the LSE metric's input."""
         return [str(ctx.ema_model("syncnet").save_pretrained(Path(out_dir) / "model"))]
+
+
+@torch.no_grad()
+def sync_preference(net: SyncNet, dataset, shift: int = 5) -> dict:
+    """How often the expert scores each window's in-sync audio above the audio shifted by ±`shift`
+    frames, over every 5-frame window of every clip of a SyncNetPairs `dataset`."""
+    from ...data.audio_datasets import sync_face_window, sync_window_index
+
+    net.eval()
+    wins = total = 0
+    for name in dataset.names:
+        n, mels = dataset.usable(name), torch.from_numpy(dataset.mels(name))[:, None]
+        for r in range(n - 4):
+            faces = sync_face_window(dataset.native_frames(name, range(r, r + 5)), dataset.boxes(name)[r:r + 5])
+            c = sync_window_index(r)
+            shifted = [c + s for s in (-shift, shift) if 0 <= c + s < n]
+            if not shifted:
+                continue
+            p = sync_probability(net, mels[[c] + shifted], faces[None].expand(1 + len(shifted), -1, -1, -1))
+            wins, total = wins + int((p[0] > p[1:]).sum()), total + len(shifted)
+    return {"preferred": wins / max(total, 1), "comparisons": total}
