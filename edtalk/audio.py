@@ -171,13 +171,25 @@ def mel_filterbank() -> np.ndarray:
     return triangles * (2.0 / (upper - lower))
 
 
-def _stft_magnitude(y: np.ndarray) -> np.ndarray:
-    """|STFT| with periodic Hann, centre=True and reflect padding: [401, frames]."""
+STFT_BLOCK = 1024  # STFT frames per block: memory stays flat for long audio (each frame is independent)
+
+
+def _mel_magnitude(y: np.ndarray) -> np.ndarray:
+    """Mel filterbank of |STFT| (periodic Hann, centre=True, reflect padding): [80, frames].
+
+    Computed a block of frames at a time (same numbers: every frame and every mel bin is computed
+    on its own), so a minute of audio needs a few MB instead of ~100 MB of framed copies.
+    """
     padded = np.pad(y, N_FFT // 2, mode="reflect")
     n_frames = 1 + (padded.size - N_FFT) // HOP
     window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(WIN) / WIN)  # periodic Hann
-    idx = np.arange(N_FFT)[None, :] + HOP * np.arange(n_frames)[:, None]
-    return np.abs(np.fft.rfft(padded[idx] * window, axis=1)).T
+    bank = mel_filterbank()
+    out = np.empty((NUM_MELS, n_frames))
+    for start in range(0, n_frames, STFT_BLOCK):
+        frames = np.arange(start, min(n_frames, start + STFT_BLOCK))
+        idx = np.arange(N_FFT)[None, :] + HOP * frames[:, None]
+        out[:, frames] = bank @ np.abs(np.fft.rfft(padded[idx] * window, axis=1)).T
+    return out
 
 
 def mel_spectrogram(wav_16k: np.ndarray) -> np.ndarray:
@@ -194,7 +206,7 @@ def mel_spectrogram(wav_16k: np.ndarray) -> np.ndarray:
     y = np.empty_like(x)
     y[0] = x[0]
     y[1:] = x[1:] - PREEMPHASIS * x[:-1]
-    mel = mel_filterbank() @ _stft_magnitude(y)
+    mel = _mel_magnitude(y)
     db = 20.0 * np.log10(np.maximum(1e-5, mel)) - REF_LEVEL_DB
     norm = 2 * MAX_ABS * (db - MIN_LEVEL_DB) / (-MIN_LEVEL_DB) - MAX_ABS
     return np.clip(norm, -MAX_ABS, MAX_ABS).T.astype(np.float32)
