@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from edtalk.data import layout
-from edtalk.networks.expression_predictor import (ExpressionPredictor, ExpressionPredictorConfig,
-                                                  load_expression_predictor, modality_keep)
+from edtalk.networks.expression_predictor import ExpressionPredictor, load_expression_predictor, modality_keep
 from edtalk.text_emotion import lexicon_vector, read_emotion, synthetic_transcript
 from edtalk.train.config import load_train_config
 from edtalk.train.stages.audio2exp import Audio2ExpStage
