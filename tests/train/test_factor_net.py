@@ -81,7 +81,7 @@ def test_stage_trains_in_the_trainer_and_exports_a_loadable_backbone(tiny_tree, 
     before = {k: v.clone() for k, v in net.state_dict().items()}
     result = trainer.train()
     assert result.step == 4 and np.isfinite(result.last_logs["loss"])
-    assert not torch.equal(before["out.weight"], net.out.weight)
+    assert not torch.equal(before["head.3.weight"], net.head[3].weight)
     folder = tmp_path / "run" / "export" / "synthtalk_factor_net"
     exported = FactorNet.from_pretrained(folder)
     ema = trainer.ema["net"]
