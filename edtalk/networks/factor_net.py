@@ -195,5 +195,5 @@ def load_factor_backbone(path=None, device=None) -> FactorBackbone:
     directory = Path(path) if path is not None else default_factor_net_dir()
     if not directory.is_dir():
         raise CheckpointError(f"factor network not found at {directory} (set ${FACTOR_NET_ENV} to its folder, "
-                              "or train one: python -m edtalk.train.factor_net --help)")
+                              "or train one: edtalk train --config configs/train/factor_net.yaml data.root=SYNTHTALK_TREE)")
     return FactorBackbone(FactorNet.from_pretrained(directory, device=device))
