@@ -23,7 +23,7 @@ what `edtalk generate --audio2lip-checkpoint` and `Audio2Lip.from_official` load
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -200,7 +200,8 @@ class Audio2LipStage(GeneratorStage):
                                 check=convention == "wav2lip")
         return F.binary_cross_entropy(prob, torch.ones_like(prob))
 
-    def losses(self, batch, a2l: Audio2Lip) -> Dict[str, torch.Tensor]:
+    def losses(self, batch, a2l: Audio2Lip) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
+        """(weighted loss terms, forward outputs) of one batch."""
         loss = self.cfg.loss
         f = self.forward(a2l, batch)
         alpha, target = f["alpha"].float(), batch["mouth"].float()
