@@ -119,6 +119,10 @@ def audio2exp(tree: str, run: str, config: str, out_dir: str) -> dict:
 
 
 def main(argv) -> int:
+    import os
+
+    # one thread by default: spinning OpenMP threads make small ops crawl on a busy shared machine
+    torch.set_num_threads(int(os.environ.get("THREADS", "1")))
     cmd, *args = argv
     if cmd == "factors-cache":
         factors_cache(*args)

@@ -55,4 +55,4 @@ if [[ ! -f $RUN/export/audio2exp.pt ]]; then
     train.max_steps="$STEPS" train.threads="$THREADS" run.progress=false $ARGS
 fi
 
-python scripts/proof_audio_drivers.py audio2exp "$TREE" "$RUN" "$CONFIG" "$WORK"
+THREADS=$THREADS python scripts/proof_audio_drivers.py audio2exp "$TREE" "$RUN" "$CONFIG" "$WORK"

@@ -58,4 +58,4 @@ if [[ ! -f $RUN/export/pose_flow.pt ]]; then
 fi
 
 # 5. proof
-python scripts/proof_audio_drivers.py pose-flow "$TREE" "$RUN" "$CONFIG" "$WORK"
+THREADS=$THREADS python scripts/proof_audio_drivers.py pose-flow "$TREE" "$RUN" "$CONFIG" "$WORK"
