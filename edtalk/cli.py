@@ -320,6 +320,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 130
     finally:
         warnings.formatwarning = previous_format
+        if getattr(args, "presets", None):  # --presets is per command, not for the rest of the process
+            from .presets import use_preset_dir
+
+            use_preset_dir(None)
 
 
 if __name__ == "__main__":

@@ -60,3 +60,14 @@ def test_presets_values_intensity_and_blends():
         preset("joyful")
     with pytest.raises(EDTalkError, match="blend weight"):
         parse_preset_spec("happy:lots")
+
+
+def test_cli_presets_folder_applies_to_its_command_only(tmp_path, capsys):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    np.save(folder / "neutral.npy", np.zeros((1, 10), np.float32))
+    np.save(folder / "happy.npy", np.ones((1, 10), np.float32))
+    assert main(["presets", "--presets", str(folder)]) == 0
+    assert "sad" not in capsys.readouterr().out
+    # The next call in the same process is back on the official table.
+    np.testing.assert_array_equal(expression_from_spec("sad"), preset("sad"))
