@@ -263,3 +263,40 @@ def load_pretrained(directory, expected: Optional[str] = None, device=None):
     model = cls(config)
     load_state_dict_strict(model, load_file(str(weights)), model_type)
     return model.to(device or "cpu").eval()
+
+
+def save_bundle(directory, model_type: str, config: dict, modules: Dict[str, torch.nn.Module]) -> Path:
+    """Several modules in one folder of our format: `model.safetensors` holds each module's
+    weights under `<name>.`, `config.json` holds `model_type` + `config` (plain JSON data)."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {f"{name}.{k}": v.detach().cpu().contiguous()
+               for name, module in modules.items() for k, v in module.state_dict().items()}
+    tmp = directory / (WEIGHTS_NAME + ".tmp")
+    save_file(tensors, str(tmp), metadata={"format": "pt", "model_type": model_type})
+    os.replace(tmp, directory / WEIGHTS_NAME)
+    tmp = directory / (CONFIG_NAME + ".tmp")
+    tmp.write_text(json.dumps({"model_type": model_type, **config}, indent=2))
+    os.replace(tmp, directory / CONFIG_NAME)
+    return directory
+
+
+def load_bundle(directory, model_type: str, names: tuple):
+    """(config dict, {name: state dict}) from a folder written by :func:`save_bundle`."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    cfg_path, weights = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+    if not cfg_path.is_file() or not weights.is_file():
+        raise CheckpointError(f"{directory} is not a saved edtalk model (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
+    config = json.loads(cfg_path.read_text())
+    if config.get("model_type") != model_type:
+        raise CheckpointError(f"{directory} holds a {config.get('model_type')} model, expected {model_type}")
+    tensors = load_file(str(weights))
+    parts = {name: {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")} for name in names}
+    missing = [name for name, sd in parts.items() if not sd]
+    if missing:
+        raise CheckpointError(f"{weights} has no '{missing[0]}' weights")
+    return config, parts

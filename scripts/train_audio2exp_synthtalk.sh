@@ -50,7 +50,7 @@ if [[ -z "${A2L:-}" ]]; then
   [[ -f $A2L ]] || python scripts/proof_audio_drivers.py random-audio2lip "$A2L"
 fi
 
-if [[ ! -f $RUN/export/audio2exp.pt ]]; then
+if [[ ! -f $RUN/export/audio2exp/model.safetensors ]]; then
   python -m edtalk.cli train --config "$CONFIG" data.root="$TREE" model.audio2lip="$A2L" run.dir="$RUN" \
     train.max_steps="$STEPS" train.threads="$THREADS" run.progress=false $ARGS
 fi

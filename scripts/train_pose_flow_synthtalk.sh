@@ -52,7 +52,7 @@ if [[ -z "${A2L:-}" ]]; then
 fi
 
 # 4. training (resumes from its latest checkpoint)
-if [[ ! -f $RUN/export/pose_flow.pt ]]; then
+if [[ ! -f $RUN/export/pose_flow/model.safetensors ]]; then
   python -m edtalk.cli train --config "$CONFIG" data.root="$TREE" model.audio2lip="$A2L" run.dir="$RUN" \
     train.max_steps="$STEPS" train.threads="$THREADS" run.progress=false $ARGS
 fi

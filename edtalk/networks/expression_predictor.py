@@ -19,7 +19,7 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
-__all__ = ["ExpressionPredictorConfig", "ExpressionPredictor", "modality_keep", "EXPRESSION_FILE",
+__all__ = ["ExpressionPredictorConfig", "ExpressionPredictor", "modality_keep", "EXPRESSION_DIR",
            "save_expression_predictor", "load_expression_predictor"]
 
 
@@ -85,43 +85,35 @@ class ExpressionPredictor(nn.Module):
         fused = torch.relu(torch.cat([self.audio_branch(audio_std), self.text_branch(self.text_in(text))], -1))
         return self.exp_head(fused), self.emotion_head(fused)
 
-    def to_dict(self) -> dict:
-        return {"config": asdict(self.config), "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()}}
 
-    @classmethod
-    def from_dict(cls, obj: dict) -> "ExpressionPredictor":
-        model = cls(ExpressionPredictorConfig(**obj["config"]))
-        model.load_state_dict(obj["state_dict"])
-        return model.eval()
+EXPRESSION_DIR, MODEL_TYPE = "audio2exp", "audio2exp"
 
 
-EXPRESSION_FILE = "audio2exp.pt"
+def save_expression_predictor(directory, predictor: ExpressionPredictor, audio2lip, text_encoder: str = "lexicon") -> Path:
+    """One self-contained folder (config.json + model.safetensors): the predictor, the frozen
+    Audio2Lip of its audio features and the name of its text encoder ('lexicon' or the
+    sentence-embedding folder it was trained with)."""
+    from ..checkpoints import save_bundle
 
-
-def save_expression_predictor(path, predictor: ExpressionPredictor, audio2lip, text_encoder: str = "lexicon") -> None:
-    """One self-contained file: the predictor, the frozen Audio2Lip of its audio features and the
-    name of its text encoder ('lexicon' or the sentence-embedding folder it was trained with)."""
-    from ..train.trainer import atomic_torch_save
-
-    a2l = {k: v.detach().cpu() for k, v in audio2lip.state_dict().items()}
-    atomic_torch_save({"audio2exp": predictor.to_dict(), "audio2lip": a2l, "text_encoder": str(text_encoder)}, Path(path))
+    return save_bundle(directory, MODEL_TYPE, {"config": asdict(predictor.config), "text_encoder": str(text_encoder)},
+                       {"audio2exp": predictor, "audio2lip": audio2lip})
 
 
 def load_expression_predictor(path, device=None):
-    """(ExpressionPredictor, Audio2Lip, text encoder name) from an `audio2exp.pt` or a folder
-    holding one (an audio2exp run's `export/`, or the run folder itself)."""
-    from ..checkpoints import safe_torch_load
+    """(ExpressionPredictor, Audio2Lip, text encoder name) from an audio2exp export folder or a
+    folder holding one (an audio2exp run's `export/`, or the run folder itself)."""
+    from ..checkpoints import CONFIG_NAME, load_bundle, load_state_dict_strict
     from ..errors import CheckpointError
     from .audio2lip import Audio2Lip
 
     p = Path(str(path))
-    for candidate in (p, p / EXPRESSION_FILE, p / "export" / EXPRESSION_FILE):
-        if candidate.is_file():
-            obj = safe_torch_load(candidate)
-            if "audio2exp" not in obj:
-                raise CheckpointError(f"{candidate} is not an audio2exp export (no 'audio2exp' entry)")
-            net = ExpressionPredictor.from_dict(obj["audio2exp"]).to(device or "cpu").requires_grad_(False)
-            a2l = Audio2Lip.from_official({"audio2lip": obj["audio2lip"]}, device=device).requires_grad_(False)
-            return net, a2l, str(obj.get("text_encoder", "lexicon"))
+    for candidate in (p, p / EXPRESSION_DIR, p / "export" / EXPRESSION_DIR):
+        if (candidate / CONFIG_NAME).is_file():
+            config, parts = load_bundle(candidate, MODEL_TYPE, ("audio2exp", "audio2lip"))
+            net = ExpressionPredictor(ExpressionPredictorConfig(**config["config"]))
+            load_state_dict_strict(net, parts["audio2exp"], "audio2exp")
+            net = net.eval().to(device or "cpu").requires_grad_(False)
+            a2l = Audio2Lip.from_official({"audio2lip": parts["audio2lip"]}, device=device).requires_grad_(False)
+            return net, a2l, str(config.get("text_encoder", "lexicon"))
     raise CheckpointError(f"audio2exp checkpoint not found: {p} (train one with `edtalk train --config "
                           "configs/train/audio2exp.yaml`)")

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["PoseFlowConfig", "PoseFlow", "ActNorm", "InvertibleLinear", "LSTMCoupling", "pad_edges",
-           "save_pose_flow", "load_pose_flow", "POSE_FLOW_FILE"]
+           "save_pose_flow", "load_pose_flow", "POSE_FLOW_DIR"]
 
 
 @dataclass
@@ -230,43 +230,33 @@ class PoseFlow(nn.Module):
             x = torch.stack([smooth_3tap(seq, mode="edge") for seq in x])
         return self.destandardise(x)
 
-    # -- files --------------------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        return {"config": asdict(self.config), "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()}}
-
-    @classmethod
-    def from_dict(cls, obj: dict) -> "PoseFlow":
-        model = cls(PoseFlowConfig(**obj["config"]))
-        model.load_state_dict(obj["state_dict"])
-        return model.eval()
+POSE_FLOW_DIR, MODEL_TYPE = "pose_flow", "pose_flow"
 
 
-POSE_FLOW_FILE = "pose_flow.pt"
+def save_pose_flow(directory, flow: PoseFlow, audio2lip) -> Path:
+    """One self-contained folder (config.json + model.safetensors): the flow and the frozen
+    Audio2Lip whose embeddings it reads."""
+    from ..checkpoints import save_bundle
 
-
-def save_pose_flow(path, flow: PoseFlow, audio2lip) -> None:
-    """One self-contained file: the flow and the frozen Audio2Lip whose embeddings it reads."""
-    from ..train.trainer import atomic_torch_save
-
-    a2l = {k: v.detach().cpu() for k, v in audio2lip.state_dict().items()}
-    atomic_torch_save({"pose_flow": flow.to_dict(), "audio2lip": a2l}, Path(path))
+    return save_bundle(directory, MODEL_TYPE, {"config": asdict(flow.config)},
+                       {"pose_flow": flow, "audio2lip": audio2lip})
 
 
 def load_pose_flow(path, device=None):
-    """(PoseFlow, Audio2Lip), eval and frozen, from a `pose_flow.pt` or a folder holding one
-    (a pose_flow run's `export/`, or the run folder itself)."""
-    from ..checkpoints import safe_torch_load
+    """(PoseFlow, Audio2Lip), eval and frozen, from a pose-flow export folder or a folder holding
+    one (a pose_flow run's `export/`, or the run folder itself)."""
+    from ..checkpoints import CONFIG_NAME, load_bundle, load_state_dict_strict
     from ..errors import CheckpointError
     from .audio2lip import Audio2Lip
 
     p = Path(str(path))
-    for candidate in (p, p / POSE_FLOW_FILE, p / "export" / POSE_FLOW_FILE):
-        if candidate.is_file():
-            obj = safe_torch_load(candidate)
-            if "pose_flow" not in obj:
-                raise CheckpointError(f"{candidate} is not a pose-flow export (no 'pose_flow' entry)")
-            flow = PoseFlow.from_dict(obj["pose_flow"]).to(device or "cpu").requires_grad_(False)
-            a2l = Audio2Lip.from_official({"audio2lip": obj["audio2lip"]}, device=device).requires_grad_(False)
+    for candidate in (p, p / POSE_FLOW_DIR, p / "export" / POSE_FLOW_DIR):
+        if (candidate / CONFIG_NAME).is_file():
+            config, parts = load_bundle(candidate, MODEL_TYPE, ("pose_flow", "audio2lip"))
+            flow = PoseFlow(PoseFlowConfig(**config["config"]))
+            load_state_dict_strict(flow, parts["pose_flow"], "pose flow")
+            flow = flow.eval().to(device or "cpu").requires_grad_(False)
+            a2l = Audio2Lip.from_official({"audio2lip": parts["audio2lip"]}, device=device).requires_grad_(False)
             return flow, a2l
     raise CheckpointError(f"pose-flow checkpoint not found: {p} (train one with `edtalk train --config "
                           "configs/train/pose_flow.yaml`)")

@@ -19,12 +19,13 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, InputError
+from ..networks.expression_predictor import EXPRESSION_DIR as AUDIO2EXP_DIR
+from ..networks.pose_flow import POSE_FLOW_DIR
 
 __all__ = ["PREDICTED_EXP", "POSE_FLOW_DIR", "AUDIO2EXP_DIR", "pose_is_audio", "prepare_predicted_drivers",
            "audio_pose_sequence", "predicted_expression"]
 
 PREDICTED_EXP = ("audio", "text")
-POSE_FLOW_DIR, AUDIO2EXP_DIR = "pose_flow", "audio2exp"
 
 
 def pose_is_audio(pose) -> bool:

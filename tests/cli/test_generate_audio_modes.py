@@ -22,8 +22,8 @@ def ckpt_dir(tiny_ckpts, tmp_path_factory):
     torch.manual_seed(0)
     flow = PoseFlow(PoseFlowConfig.tiny(history=4, context=2, audio_dim=a2l.config.embed_dim))
     flow.set_pose_stats(torch.zeros(6), torch.full((6,), 0.5))
-    save_pose_flow(folder / "pose_flow" / "pose_flow.pt", flow, a2l)
-    save_expression_predictor(folder / "audio2exp" / "audio2exp.pt",
+    save_pose_flow(folder / "pose_flow", flow, a2l)
+    save_expression_predictor(folder / "audio2exp",
                               ExpressionPredictor(ExpressionPredictorConfig.tiny(audio_dim=2 * a2l.config.embed_dim)).eval(), a2l)
     return folder
 

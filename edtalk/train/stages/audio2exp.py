@@ -9,8 +9,8 @@ sentence-embedding model with `model.text_encoder=<folder>`), target = the clip'
 for SynthTalk, which has none) or a JSON file {clip name: sentence}.
 
 Loss: MSE(α̂_e, α_e) + 0.1·CE(emotion logits, label) with per-item modality dropout.  Export:
-`export/audio2exp.pt` (predictor + the Audio2Lip it reads + the text encoder's name), what
-`edtalk generate --exp audio` / `--exp-text` load.
+`export/audio2exp/` (config.json + model.safetensors: predictor + the Audio2Lip it reads + the
+text encoder's name), what `edtalk generate --exp audio` / `--exp-text` load.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from ...data import layout
 from ...data.sequence_datasets import ExpressionItems, clip_table, emotion_label, load_audio2lip, utterance_features
 from ...errors import EDTalkError, InputError
-from ...networks.expression_predictor import (EXPRESSION_FILE, ExpressionPredictor, ExpressionPredictorConfig,
+from ...networks.expression_predictor import (EXPRESSION_DIR, ExpressionPredictor, ExpressionPredictorConfig,
                                               modality_keep, save_expression_predictor)
 from ...text_emotion import TextFeatures, synthetic_transcript
 from ..stage import Stage, register_stage
@@ -116,6 +116,6 @@ class Audio2ExpStage(Stage):
         return {"total": total.detach(), **{k: v.detach() for k, v in terms.items()}}
 
     def export(self, out_dir, ctx) -> List[str]:
-        path = Path(out_dir) / EXPRESSION_FILE
+        path = Path(out_dir) / EXPRESSION_DIR
         save_expression_predictor(path, ctx.ema_model("predictor"), self.audio2lip, self.text.encoder)
         return [str(path)]

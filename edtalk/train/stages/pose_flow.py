@@ -5,8 +5,8 @@ Data: the split's clips with cached α_p (`edtalk extract-motion --parts pose`, 
 (`model.audio2lip`: an audio2lip stage run / export, or Audio2Lip.pt), computed once at start.
 `pose_mean` / `pose_std` of the flow are set from the training split's frames.  Items are
 `data.seq_len`-frame windows (:class:`edtalk.data.sequence_datasets.PoseSequences`); the loss is
-the flow's exact NLL per frame (nats).  Export: `export/pose_flow.pt` (flow + the Audio2Lip it
-reads), what `edtalk generate --pose audio` loads.
+the flow's exact NLL per frame (nats).  Export: `export/pose_flow/` (config.json +
+model.safetensors: flow + the Audio2Lip it reads), what `edtalk generate --pose audio` loads.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import torch
 from ...data import layout
 from ...data.sequence_datasets import PoseSequences, clip_table, load_audio2lip
 from ...errors import EDTalkError
-from ...networks.pose_flow import POSE_FLOW_FILE, PoseFlow, PoseFlowConfig, pad_edges, save_pose_flow
+from ...networks.pose_flow import POSE_FLOW_DIR, PoseFlow, PoseFlowConfig, pad_edges, save_pose_flow
 from ..stage import Stage, register_stage
 
 __all__ = ["PoseFlowStage", "clip_nll"]
@@ -86,6 +86,6 @@ class PoseFlowStage(Stage):
         return {"nll": nll.detach()}
 
     def export(self, out_dir, ctx) -> List[str]:
-        path = Path(out_dir) / POSE_FLOW_FILE
+        path = Path(out_dir) / POSE_FLOW_DIR
         save_pose_flow(path, ctx.ema_model("flow"), self.audio2lip)
         return [str(path)]
