@@ -51,6 +51,13 @@ GENERATOR_DEFAULTS = {
 }
 
 
+def full_generator_config(m) -> EDTalkConfig:
+    """A full-model (with expression) config from `cfg.model`, so an EDTalk (EDTalk.pt, a phase A
+    export) loads whole; a lip-pose file still loads as lip-pose (its variant is read from the keys)."""
+    return EDTalkConfig(size=int(m.size), latent_dim=int(m.latent_dim), channels=dict(m.channels),
+                        exp_dim=int(m.exp_dim), adain_hidden=int(m.adain_hidden))
+
+
 class GeneratorStage(Stage):
     """Lip-pose generator + StyleGAN2 discriminator, trained with L1 + pyramid perceptual + GAN."""
 
@@ -140,6 +147,20 @@ class GeneratorStage(Stage):
     def before_generator(self, ctx) -> None:
         if "dis" in self.models:
             ctx.set_requires_grad("dis", False)
+
+    def reconstruction_step(self, batch, ctx) -> Dict[str, torch.Tensor]:
+        """Î = G(source, every motion weight from target): G on L1 + perceptual + GAN, then D on
+        (target, Î) — the whole step of stage 0 and fine-tuning."""
+        gen = self.models["gen"]
+        source, target = batch["source"], batch["target"]
+        self.before_generator(ctx)
+        with ctx.autocast():
+            output = gen(source, target)
+            terms = self.reconstruction_losses(output, target, "rec")
+            terms.update(self.adversarial_loss(output))
+        logs = self.generator_update(ctx, terms)
+        logs.update(self.discriminator_step(ctx, target, output))
+        return logs
 
     # -- exports --------------------------------------------------------------------------------
     def export(self, out_dir, ctx) -> List[str]:

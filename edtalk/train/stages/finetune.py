@@ -30,7 +30,7 @@ from ...data.datasets import to_tensor
 from ...data.store import open_frames, resize_frame
 from ...errors import EDTalkError, InputError
 from ..stage import register_stage
-from .common import GENERATOR_DEFAULTS, GeneratorStage
+from .common import GENERATOR_DEFAULTS, GeneratorStage, full_generator_config
 from .stage2 import resolve_stage1_init
 
 __all__ = ["FineTune", "PersonFrames", "read_person_frames", "set_finetune_trainable"]
@@ -130,10 +130,7 @@ class FineTune(GeneratorStage):
     default_config = FINETUNE_DEFAULTS
 
     def generator_config(self) -> EDTalkConfig:
-        # Full-model config: an EDTalk.pt loads whole; a lip-pose file loads as lip-pose.
-        m = self.cfg.model
-        return EDTalkConfig(size=int(m.size), latent_dim=int(m.latent_dim), channels=dict(m.channels),
-                            exp_dim=int(m.exp_dim), adain_hidden=int(m.adain_hidden))
+        return full_generator_config(self.cfg.model)
 
     def build_models(self):
         m = self.cfg.model
@@ -150,16 +147,7 @@ class FineTune(GeneratorStage):
                             float(d.train_fraction), str(d.face_backend), length=d.length)
 
     def train_step(self, batch, ctx):
-        gen = self.models["gen"]
-        source, target = batch["source"], batch["target"]
-        self.before_generator(ctx)
-        with ctx.autocast():
-            output = gen(source, target)  # mouth, pose (and expression) from the target
-            terms = self.reconstruction_losses(output, target, "rec")
-            terms.update(self.adversarial_loss(output))
-        logs = self.generator_update(ctx, terms)
-        logs.update(self.discriminator_step(ctx, target, output))
-        return logs
+        return self.reconstruction_step(batch, ctx)  # mouth, pose (and expression) from the target
 
     def sample_images(self, batch, ctx):
         gen = ctx.ema_model("gen")

@@ -16,16 +16,7 @@ class Stage0(GeneratorStage):
     dataset_spec = "edtalk.data.datasets:Stage0Pairs"
 
     def train_step(self, batch, ctx):
-        gen = self.models["gen"]
-        source, target = batch["source"], batch["target"]
-        self.before_generator(ctx)
-        with ctx.autocast():
-            output = gen(source, target)
-            terms = self.reconstruction_losses(output, target, "rec")
-            terms.update(self.adversarial_loss(output))
-        logs = self.generator_update(ctx, terms)
-        logs.update(self.discriminator_step(ctx, target, output))
-        return logs
+        return self.reconstruction_step(batch, ctx)
 
     def sample_images(self, batch, ctx):
         gen = ctx.ema_model("gen")

@@ -37,7 +37,7 @@ from ...errors import EDTalkError, InputError
 from ...model import EDTalk
 from ...networks.motion import latent_offset
 from ..stage import register_stage
-from .common import GENERATOR_DEFAULTS, GeneratorStage
+from .common import GENERATOR_DEFAULTS, GeneratorStage, full_generator_config
 
 __all__ = ["Stage2", "Stage2Items", "add_expression_branch", "identity_start", "stage2_trainable",
            "resolve_stage1_init"]
@@ -200,11 +200,7 @@ class Stage2(GeneratorStage):
         return "gen_b" if str(self.cfg.model.phase) == "B" else "gen"
 
     def generator_config(self) -> EDTalkConfig:
-        # A full-model config, so an EDTalk (phase A export, EDTalk.pt) loads whole; a lip-pose
-        # file still loads as lip-pose (its variant is read from the keys).
-        m = self.cfg.model
-        return EDTalkConfig(size=int(m.size), latent_dim=int(m.latent_dim), channels=dict(m.channels),
-                            exp_dim=int(m.exp_dim), adain_hidden=int(m.adain_hidden))
+        return full_generator_config(self.cfg.model)
 
     def build_models(self):
         m = self.cfg.model
