@@ -22,13 +22,11 @@ another group's factor above what the true factors themselves explain.
 """
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "train" / "stage1_synthtalk.yaml"

@@ -22,7 +22,6 @@ exist) or ``none`` (no perceptual term; the run's config and log say so).  Regis
 from __future__ import annotations
 
 import importlib
-import math
 import os
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Protocol, Sequence, runtime_checkable

@@ -3,7 +3,6 @@ the exports (our safetensors folder and an official-format `.pt`)."""
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Dict, List, Optional
 

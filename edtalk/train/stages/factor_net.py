@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 from typing import Dict, List, Optional
 
-import numpy as np
 import torch
 
 from ...data import layout
