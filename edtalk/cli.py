@@ -6,7 +6,7 @@ import sys
 import warnings
 from typing import List, Optional
 
-from .errors import EDTalkError
+from .errors import EDTalkError, exit_code_of
 
 GENERATE_EPILOG = """\
 modes (picked from what you give):
@@ -311,13 +311,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     previous_format = warnings.formatwarning
     warnings.formatwarning = lambda msg, cat, *a, **k: f"edtalk: warning: {msg}\n"
     try:
-        return COMMANDS[args.command](args)
-    except EDTalkError as exc:
-        print(f"edtalk: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("edtalk: interrupted", file=sys.stderr)
-        return 130
+        return exit_code_of(COMMANDS[args.command], args)
     finally:
         warnings.formatwarning = previous_format
         if getattr(args, "presets", None):  # --presets is per command, not for the rest of the process

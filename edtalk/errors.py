@@ -1,4 +1,5 @@
 """Exceptions for user mistakes: the CLI prints them as one line and exits non-zero."""
+import sys
 
 
 class EDTalkError(Exception):
@@ -15,3 +16,16 @@ class FaceNotFoundError(InputError):
 
 class CheckpointError(EDTalkError):
     """A checkpoint is missing, of the wrong kind, or unsafe to load."""
+
+
+def exit_code_of(command, *args) -> int:
+    """Run an entry point's command: a user mistake is one `edtalk: error:` line and exit code 2,
+    Ctrl-C is exit code 130 (never a traceback for either)."""
+    try:
+        return command(*args)
+    except EDTalkError as exc:
+        print(f"edtalk: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edtalk: interrupted", file=sys.stderr)
+        return 130

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import List, Optional
 
-from ..errors import EDTalkError
+from ..errors import exit_code_of
 
 TRAIN_EPILOG = """\
 overrides are dotted config keys, e.g.  data.root=data/synth/mead run.dir=runs/s1 train.max_steps=500
@@ -45,11 +44,4 @@ def main(argv: Optional[List[str]] = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_train_args(parser)
     args = parser.parse_args(argv)
-    try:
-        return run_train(args)
-    except EDTalkError as exc:
-        print(f"edtalk: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("edtalk: interrupted", file=sys.stderr)
-        return 130
+    return exit_code_of(run_train, args)
