@@ -283,6 +283,16 @@ def save_bundle(directory, model_type: str, config: dict, modules: Dict[str, tor
     return directory
 
 
+def find_bundle(path, folder_name: str) -> Optional[Path]:
+    """The export folder at `path`, in `path/<folder_name>`, or in a run's `path/export/<folder_name>`
+    (so users may pass the folder, its parent, or the training run); None when there is none."""
+    p = Path(str(path))
+    for candidate in (p, p / folder_name, p / "export" / folder_name):
+        if (candidate / CONFIG_NAME).is_file():
+            return candidate
+    return None
+
+
 def load_bundle(directory, model_type: str, names: tuple):
     """(config dict, {name: state dict}) from a folder written by :func:`save_bundle`."""
     from safetensors.torch import load_file

@@ -245,18 +245,17 @@ def save_pose_flow(directory, flow: PoseFlow, audio2lip) -> Path:
 def load_pose_flow(path, device=None):
     """(PoseFlow, Audio2Lip), eval and frozen, from a pose-flow export folder or a folder holding
     one (a pose_flow run's `export/`, or the run folder itself)."""
-    from ..checkpoints import CONFIG_NAME, load_bundle, load_state_dict_strict
+    from ..checkpoints import find_bundle, load_bundle, load_state_dict_strict
     from ..errors import CheckpointError
     from .audio2lip import Audio2Lip
 
-    p = Path(str(path))
-    for candidate in (p, p / POSE_FLOW_DIR, p / "export" / POSE_FLOW_DIR):
-        if (candidate / CONFIG_NAME).is_file():
-            config, parts = load_bundle(candidate, MODEL_TYPE, ("pose_flow", "audio2lip"))
-            flow = PoseFlow(PoseFlowConfig(**config["config"]))
-            load_state_dict_strict(flow, parts["pose_flow"], "pose flow")
-            flow = flow.eval().to(device or "cpu").requires_grad_(False)
-            a2l = Audio2Lip.from_official({"audio2lip": parts["audio2lip"]}, device=device).requires_grad_(False)
-            return flow, a2l
-    raise CheckpointError(f"pose-flow checkpoint not found: {p} (train one with `edtalk train --config "
-                          "configs/train/pose_flow.yaml`)")
+    folder = find_bundle(path, POSE_FLOW_DIR)
+    if folder is None:
+        raise CheckpointError(f"pose-flow checkpoint not found: {path} (train one with `edtalk train --config "
+                              "configs/train/pose_flow.yaml`)")
+    config, parts = load_bundle(folder, MODEL_TYPE, ("pose_flow", "audio2lip"))
+    flow = PoseFlow(PoseFlowConfig(**config["config"]))
+    load_state_dict_strict(flow, parts["pose_flow"], "pose flow")
+    flow = flow.eval().to(device or "cpu").requires_grad_(False)
+    a2l = Audio2Lip.from_official({"audio2lip": parts["audio2lip"]}, device=device).requires_grad_(False)
+    return flow, a2l
