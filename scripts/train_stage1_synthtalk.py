@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "train" / "stage1_synthtalk.yaml"
 SYNTH_ARGS = ["--kind", "mead", "--emotions", "neutral,happy,sad,surprised", "--levels", "1,3", "--frames", "32",
-              "--size", "64", "--no-mel", "--seed", "1", "--quiet"]
+              "--size", "64", "--no-mel", "--seed", "1", "--pose-drift", "2.5", "--quiet"]
 
 
 def run(cmd):

@@ -7,12 +7,13 @@ Items (images: float32 tensors [3,S,S] in [-1,1], RGB; S = `size`, or the tree's
               clip of the same speaker (any clip of the speaker if it has no neutral clip).
         HDTF: source and target = two random frames (with replacement) of clip i.
 
-    Stage1Items  (spec §8.2, §7.4)  {"a_id", "a", "b_id", "b", "a_b", "b_a"}
+    Stage1Items  (spec §8.2, §7.4)  {"a_id", "a", "b_id", "b", "a_b", "b_a", "mouth_box_a", "mouth_box_b"}
         a_id, a   two random frames of clip i (identity frame, target frame);
         b_id, b   two random frames of a random clip of a random group (speaker for MEAD, video
                   for HDTF; it may be clip i's own group);
         a_b       a with b's mouth  (mouth_swap(a, lm_a, b, lm_b));
-        b_a       b with a's mouth.
+        b_a       b with a's mouth;
+        mouth_box_a/b  int64 [4] (x1, y1, x2, y2): the lip box of a/b that the swap pasted.
 
 Both datasets:
 
@@ -43,7 +44,7 @@ import torch
 from torch.utils.data import Dataset
 
 from edtalk.data import layout
-from edtalk.data.mouth_swap import mouth_swap
+from edtalk.data.mouth_swap import mouth_box, mouth_swap
 from edtalk.data.store import open_frames, resize_frame
 from edtalk.errors import InputError
 
@@ -203,4 +204,8 @@ class Stage1Items(_TreeDataset):
         lm_a, lm_b = self._landmarks(*refs["a"]), self._landmarks(*refs["b"])
         images["a_b"] = mouth_swap(images["a"], lm_a, images["b"], lm_b)
         images["b_a"] = mouth_swap(images["b"], lm_b, images["a"], lm_a)
-        return {key: to_tensor(img) for key, img in images.items()}
+        item = {key: to_tensor(img) for key, img in images.items()}
+        # The swapped boxes (targets' lips + margin): where stage 1's optional mouth term looks.
+        item["mouth_box_a"] = torch.tensor(mouth_box(lm_a, self.size), dtype=torch.long)
+        item["mouth_box_b"] = torch.tensor(mouth_box(lm_b, self.size), dtype=torch.long)
+        return item

@@ -130,10 +130,10 @@ def sample_mouth(rng: np.random.Generator, T: int) -> np.ndarray:
     return np.clip(mouth, [0.0, -1.0, 0.0], [1.0, 1.0, 1.0])
 
 
-def sample_pose(rng: np.random.Generator, T: int) -> np.ndarray:
-    """[T,6] yaw, pitch, roll, tx, ty, scale: clip offset + smooth drift."""
+def sample_pose(rng: np.random.Generator, T: int, drift: float = 1.0) -> np.ndarray:
+    """[T,6] yaw, pitch, roll, tx, ty, scale: clip offset + smooth drift (amplitude × `drift`)."""
     offset = rng.uniform([-0.2, -0.12, -0.1, -0.03, -0.03, 0.92], [0.2, 0.12, 0.1, 0.03, 0.03, 1.08])
-    amp = np.array([0.12, 0.08, 0.06, 0.015, 0.015, 0.02])
+    amp = np.array([0.12, 0.08, 0.06, 0.015, 0.015, 0.02]) * drift
     return np.clip(offset + amp * _smooth_noise(rng, T, 6, 12.0), POSE_LOW, POSE_HIGH)
 
 
@@ -170,12 +170,13 @@ def sample_blinks(rng: np.random.Generator, T: int) -> np.ndarray:
 
 
 def sample_factors(rng: np.random.Generator, T: int, emotion: Optional[str] = None,
-                   level: Optional[int] = None) -> dict:
-    """All per-frame factors of one clip; every group from its own child stream (independent)."""
+                   level: Optional[int] = None, pose_drift: float = 1.0) -> dict:
+    """All per-frame factors of one clip; every group from its own child stream (independent).
+    `pose_drift` scales the within-clip head motion (short clips barely move at 1)."""
     r_mouth, r_pose, r_exp, r_blink = rng.spawn(4)
     return {
         "mouth": sample_mouth(r_mouth, T).astype(np.float32),
-        "pose": sample_pose(r_pose, T).astype(np.float32),
+        "pose": sample_pose(r_pose, T, pose_drift).astype(np.float32),
         "expression": sample_expression(r_exp, T, emotion, level).astype(np.float32),
         "blink": sample_blinks(r_blink, T).astype(np.float32),
     }
@@ -203,7 +204,8 @@ def face_boxes(landmarks: np.ndarray, size: int) -> np.ndarray:
 
 
 def make_clip(ident: Identity, num_frames: int, size: int = 64, rng: Optional[np.random.Generator] = None,
-              emotion: Optional[str] = None, level: Optional[int] = None, factors: Optional[dict] = None) -> dict:
+              emotion: Optional[str] = None, level: Optional[int] = None, factors: Optional[dict] = None,
+              pose_drift: float = 1.0) -> dict:
     """Render one clip: {'frames' uint8 [T,S,S,3], 'audio' float32 [T·640], 'landmarks' float32
     [T,68,2], 'bbox' int64 [T,4], 'factors' {mouth, pose, expression, blink}}.
 
@@ -216,7 +218,7 @@ def make_clip(ident: Identity, num_frames: int, size: int = 64, rng: Optional[np
     rng = rng if rng is not None else np.random.default_rng(0)
     r_factors, r_audio = rng.spawn(2)
     if factors is None:
-        factors = sample_factors(r_factors, num_frames, emotion, level)
+        factors = sample_factors(r_factors, num_frames, emotion, level, pose_drift)
     t0 = time.perf_counter()
     frames, landmarks = render_frames(ident, factors["mouth"], factors["pose"], factors["expression"],
                                       factors["blink"], size=size)
@@ -370,7 +372,8 @@ def _speaker_id(k: int) -> str:
 def generate_mead(out: os.PathLike, speakers: int = 2, emotions: Sequence[str] = layout.EMOTIONS,
                   levels: Sequence[int] = layout.LEVELS, clips_per: int = 1, frames=32, size: int = 64,
                   seed: int = 0, mel: bool = True, test_fraction: float = 0.25, overwrite: bool = False,
-                  neutral_levels: bool = False, validate: bool = True, quiet: bool = True, stats: Optional[dict] = None):
+                  neutral_levels: bool = False, validate: bool = True, quiet: bool = True, stats: Optional[dict] = None,
+                  pose_drift: float = 1.0):
     """Write a MEAD-style tree (``<speaker>#<emotion>#level_<k>#<nnn>``) at `out`.
 
     Neutral only at level 1 like MEAD unless `neutral_levels`.  Speakers M101, W102, …; the last
@@ -408,7 +411,7 @@ def generate_mead(out: os.PathLike, speakers: int = 2, emotions: Sequence[str] =
                 idents[spk] = sample_identity(np.random.default_rng([seed, 1, spk, 0]))
             rng = np.random.default_rng([seed, 1, spk, 1 + layout.EMOTIONS.index(e), lv, k])
             T = int(rng.integers(lo, hi + 1))
-            clip = make_clip(idents[spk], T, size, rng, emotion=e, level=lv)
+            clip = make_clip(idents[spk], T, size, rng, emotion=e, level=lv, pose_drift=pose_drift)
             _add_timing(stats, clip, T)
             name = layout.format_mead_name(_speaker_id(spk), e, lv, k + 1)
             names_by_speaker.setdefault(_speaker_id(spk), []).append(name)
@@ -420,7 +423,7 @@ def generate_mead(out: os.PathLike, speakers: int = 2, emotions: Sequence[str] =
     test_speakers = _write_splits(root, names_by_speaker, test_fraction)
     _write_manifest(root, {"generator": "synthtalk", "version": VERSION, "kind": "mead", "seed": seed, "size": size,
                            "speakers": speakers, "emotions": list(emotions), "levels": list(levels),
-                           "clips_per": clips_per, "frames": [lo, hi], "mel": mel,
+                           "clips_per": clips_per, "frames": [lo, hi], "mel": mel, "pose_drift": pose_drift,
                            "test_speakers": sorted(test_speakers), "factors": _definitions()})
     return layout.validate_tree(root, "mead", check_media=True) if validate else None
 
@@ -481,11 +484,11 @@ def generate_hdtf(out: os.PathLike, videos: int = 2, seconds: float = 7.0, size:
 
 def generate(out: os.PathLike, kind: str = "both", **kwargs) -> dict:
     """Write ``out/mead`` and/or ``out/hdtf``; kwargs go to :func:`generate_mead` / :func:`generate_hdtf`
-    (``speakers, emotions, levels, clips_per, frames, neutral_levels`` → MEAD only; ``videos, seconds`` →
+    (``speakers, emotions, levels, clips_per, frames, neutral_levels, pose_drift`` → MEAD only; ``videos, seconds`` →
     HDTF only; the rest to both).  Returns {kind: TreeReport or None}."""
     if kind not in ("mead", "hdtf", "both"):
         raise InputError(f"kind must be mead, hdtf or both, got {kind!r}")
-    mead_only = {"speakers", "emotions", "levels", "clips_per", "frames", "neutral_levels"}
+    mead_only = {"speakers", "emotions", "levels", "clips_per", "frames", "neutral_levels", "pose_drift"}
     hdtf_only = {"videos", "seconds"}
     out = Path(out)
     reports = {}
@@ -536,6 +539,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips-per", type=int, default=1, help="clips per speaker × emotion × level")
     p.add_argument("--frames", default="32", help="MEAD clip length: N or LO-HI frames (default 32)")
     p.add_argument("--neutral-levels", action="store_true", help="neutral at every level (MEAD has level 1 only)")
+    p.add_argument("--pose-drift", type=float, default=1.0,
+                   help="MEAD: scale of the head motion within a clip (default 1; 32-frame clips barely move)")
     p.add_argument("--videos", type=int, default=2, help="HDTF source videos (default 2)")
     p.add_argument("--seconds", type=float, default=7.0, help="HDTF video length in seconds (default 7: clips of 5 s + 2 s)")
     p.add_argument("--test-fraction", type=float, default=0.25)
@@ -562,7 +567,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         t0 = time.perf_counter()
         reports = generate(args.out, kind=args.kind, size=args.size, seed=args.seed, speakers=args.speakers,
                            emotions=emotions, levels=levels, clips_per=args.clips_per, frames=args.frames,
-                           neutral_levels=args.neutral_levels, videos=args.videos, seconds=args.seconds,
+                           neutral_levels=args.neutral_levels, pose_drift=args.pose_drift, videos=args.videos, seconds=args.seconds,
                            test_fraction=args.test_fraction, mel=not args.no_mel, overwrite=args.overwrite,
                            validate=not args.no_validate, quiet=args.quiet, stats=stats)
         wall = time.perf_counter() - t0

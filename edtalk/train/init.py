@@ -78,11 +78,27 @@ def lip_pose_subset(sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     return {k: v for k, v in sd.items() if not k.startswith(drop)}
 
 
-def init_generator(kind: str, path: Optional[str], config: EDTalkConfig, seed: int) -> Tuple[EDTalk, Optional[dict]]:
-    """(generator, discriminator state dict or None) for `model.init` = scratch | lia | official | pretrained."""
+def identity_flows(model: EDTalk) -> EDTalk:
+    """Zero every ToFlow conv weight, so a fresh decoder starts by warping the source features in
+    place (flow 0, mask ½) instead of by random flows: it reconstructs the source from step 0 and
+    motion has to explain only the differences.  Not in the official training (LIA starts from
+    random flows and trains for days); a from-scratch CPU run cannot afford that."""
+    with torch.no_grad():
+        for to_flow in model.dec.to_flows:
+            to_flow.conv.weight.zero_()
+    return model
+
+
+def init_generator(kind: str, path: Optional[str], config: EDTalkConfig, seed: int,
+                   flow_init: str = "random") -> Tuple[EDTalk, Optional[dict]]:
+    """(generator, discriminator state dict or None) for `model.init` = scratch | lia | official | pretrained;
+    `flow_init` = random | identity applies to scratch only."""
+    if flow_init not in ("random", "identity"):
+        raise EDTalkError(f"model.flow_init must be random or identity, got {flow_init!r}")
     if kind == "scratch":
         torch.manual_seed(seed)
-        return EDTalk(config), None
+        model = EDTalk(config)
+        return (identity_flows(model) if flow_init == "identity" else model), None
     if not path:
         raise EDTalkError(f"model.init={kind} needs model.init_path")
     if kind == "lia":

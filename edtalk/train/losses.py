@@ -33,6 +33,7 @@ from torch import nn
 from ..errors import EDTalkError
 
 __all__ = [
+    "box_mask", "box_l1_loss",
     "l1_loss", "PerceptualBackbone", "GaussianPyramid", "PyramidPerceptualLoss", "VGG19Backbone",
     "find_vgg19_weights", "register_backbone", "build_backbone", "available_backbones",
     "g_nonsaturating_loss", "d_logistic_loss", "r1_penalty", "feature_consistency_loss",
@@ -49,6 +50,24 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def l1_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (output - target).abs().mean()
+
+
+def box_mask(boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """[N,1,S,S] float mask, 1 inside each row's (x1, y1, x2, y2) box (x2/y2 exclusive)."""
+    coords = torch.arange(size, device=boxes.device)
+    x1, y1, x2, y2 = (boxes[:, i, None] for i in range(4))
+    cols = (coords >= x1) & (coords < x2)  # [N,S]
+    rows = (coords >= y1) & (coords < y2)
+    return (rows[:, :, None] & cols[:, None, :]).unsqueeze(1).float()
+
+
+def box_l1_loss(output: torch.Tensor, target: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """L1 over the pixels inside each sample's box (per-sample mean, then batch mean): a region
+    term that weighs a small mouth as much as the whole face (empty boxes count 0)."""
+    mask = box_mask(boxes, output.shape[-1]).to(output.dtype)
+    per_sample = ((output - target).abs() * mask).flatten(1).sum(1)
+    area = mask.flatten(1).sum(1) * output.shape[1]
+    return (per_sample / area.clamp(min=1)).mean()
 
 
 # ----------------------------------------------------------------------------- perceptual

@@ -58,6 +58,7 @@ def test_cross_images_hold_the_other_clips_mouth(synth_trees, kind, size):
         if refs["a"][0] == refs["b"][0]:
             continue
         item = ds[i]
+        boxes = {k: item.pop(k).tolist() for k in ("mouth_box_a", "mouth_box_b")}
         assert set(item) == {"a_id", "a", "b_id", "b", "a_b", "b_a"}
         assert all(t.shape == (3, s, s) and t.dtype == torch.float32 for t in item.values())
         a, b = _u8(item["a"]), _u8(item["b"])
@@ -65,6 +66,7 @@ def test_cross_images_hold_the_other_clips_mouth(synth_trees, kind, size):
         for face, mouth, cross, lm_f, lm_m in ((a, b, _u8(item["a_b"]), lm_a, lm_b),
                                                (b, a, _u8(item["b_a"]), lm_b, lm_a)):
             warped, (x1, y1, x2, y2) = _expected_swap(face, lm_f, mouth, lm_m)
+            assert boxes["mouth_box_a" if face is a else "mouth_box_b"] == [x1, y1, x2, y2]
             inside = np.zeros(face.shape[:2], bool)
             inside[y1:y2, x1:x2] = True
             assert np.array_equal(cross[~inside], face[~inside])  # hard paste, nothing else touched

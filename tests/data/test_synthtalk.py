@@ -224,3 +224,13 @@ def test_cli_writes_trees_and_reports(tmp_path, capsys):
     (tmp_path / "foreign" / "mead" / "keep.txt").write_text("user data")
     assert st.main(["--out", str(tmp_path / "foreign"), "--kind", "mead", "--overwrite", "--quiet"]) == 2
     assert (tmp_path / "foreign" / "mead" / "keep.txt").exists()
+
+
+def test_pose_drift_scales_the_motion_within_a_clip():
+    def within(drift):
+        return np.mean([st.sample_pose(np.random.default_rng([8, c]), 32, drift).std(0) for c in range(300)], 0)
+
+    ratio = within(2.0) / within(1.0)
+    assert ((ratio > 1.7) & (ratio <= 2.0 + 1e-6)).all(), ratio  # ×2, a little less where the range clips
+    same = st.sample_factors(np.random.default_rng(4), 20)["pose"]
+    assert np.array_equal(same, st.sample_factors(np.random.default_rng(4), 20, pose_drift=1.0)["pose"])

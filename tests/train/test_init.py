@@ -92,3 +92,20 @@ def test_freeze_prefixes_leave_optimisers(synth_tree, tmp_path):
     cfg.train.freeze = ["gen.nothing"]
     with pytest.raises(EDTalkError, match="matches no parameter"):
         Trainer(cfg)
+
+
+def test_identity_flow_init_warps_the_source_in_place():
+    cfg = EDTalkConfig.tiny(exp_dim=0)
+    source = torch.rand(1, 3, 64, 64) * 2 - 1
+    outputs = {}
+    for flow_init in ("random", "identity"):
+        model, _ = init_generator("scratch", None, cfg, seed=3, flow_init=flow_init)
+        _, feats = model.encode(source)
+        z1, z2 = torch.randn(2, 1, cfg.latent_dim)
+        with torch.no_grad():
+            outputs[flow_init] = [model.dec(z, feats) for z in (z1, z2)]
+    # zero flow and mask ½ everywhere: the output no longer depends on the motion latent at step 0
+    assert torch.equal(outputs["identity"][0], outputs["identity"][1])
+    assert not torch.allclose(outputs["random"][0], outputs["random"][1])
+    with pytest.raises(EDTalkError, match="flow_init"):
+        init_generator("scratch", None, cfg, seed=3, flow_init="zero")

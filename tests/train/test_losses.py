@@ -134,3 +134,17 @@ def test_feature_consistency_sum_and_mean():
     assert b.grad.abs().sum() > 0 and c.grad.abs().sum() > 0  # gradients on both sides
     with pytest.raises(ValueError):
         L.feature_consistency_loss(a, a, reduction="max")
+
+
+def test_box_l1_only_sees_the_box():
+    from edtalk.train.losses import box_l1_loss, box_mask
+
+    boxes = torch.tensor([[1, 2, 4, 3], [0, 0, 0, 0]])
+    mask = box_mask(boxes, 5)
+    assert mask[0, 0].nonzero().tolist() == [[2, 1], [2, 2], [2, 3]] and mask[1].sum() == 0
+    target = torch.zeros(2, 3, 5, 5)
+    output = torch.zeros(2, 3, 5, 5)
+    output[0, :, 2, 1] = 3.0      # inside sample 0's box: 3 of its 9 values (3 px × 3 ch) are off by 3
+    output[0, :, 0, 0] = 100.0    # outside every box
+    output[1] = 7.0               # sample 1 has an empty box: it counts 0
+    assert box_l1_loss(output, target, boxes).item() == pytest.approx((3 * 3 / 9 + 0) / 2)

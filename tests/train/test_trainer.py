@@ -42,7 +42,7 @@ def stage1_run(synth_tree, tmp_path_factory):
 def test_tiny_stage1_learns(stage1_run):
     run_dir, result = stage1_run
     assert result.step == 24
-    for tag in ("loss/rec_l1", "loss/cross_l1"):
+    for tag in ("loss/rec_l1", "loss/cross_l1", "loss/cross_mouth"):
         values = scalars(run_dir, tag)
         assert len(values) == 4 and values[-1] < 0.8 * values[0], (tag, values)
     for tag in ("loss/adv", "loss/d", "loss/fea_m", "loss/fea_p", "time/data_wait_frac"):

@@ -26,6 +26,7 @@ GENERATOR_DEFAULTS = {
         "channels": dict(OFFICIAL_CHANNELS),
         "init": "scratch",      # scratch | lia | official | pretrained
         "init_path": None,      # vox.pt / EDTalk_lip_pose.pt / exported .pt / saved model folder
+        "flow_init": "random",  # scratch only: random (official) | identity (warps start at zero flow)
         "dis_channels": None,   # None = the generator's channels
         "stddev_group": 4,
     },
@@ -69,7 +70,8 @@ class GeneratorStage(Stage):
 
     def build_models(self) -> Dict[str, nn.Module]:
         m, seed = self.cfg.model, int(self.cfg.seed)
-        gen, dis_state = init_generator(str(m.init), m.init_path, self.generator_config(), seed)
+        gen, dis_state = init_generator(str(m.init), m.init_path, self.generator_config(), seed,
+                                        str(m.get("flow_init", "random")))
         for p in gen.dead_parameters():  # EEM branch that never gets a gradient (§2.6)
             p.requires_grad_(False)
         models = {"gen": gen.train()}

@@ -10,7 +10,9 @@ mouth) and b_a (b's face with a's mouth).  With d_m = Q_m α_m and d_p = Q_p α_
 G loss (weights from `loss.*`, plain sum): rec (L1 + perceptual, self outputs), cross (same, cross
 outputs), adv (GAN on all four outputs), fea_m = Σ_batch exp(−cos(d_m^cross, d_m^self)) for a and
 b (summed over the global batch, whatever the process count), fea_p the same for pose
-(`loss.fea_reduction: mean` divides by the batch).  D: real [a,b] vs
+(`loss.fea_reduction: mean` divides by the batch).  Not in the spec: `loss.mouth` (default 0),
+L1 inside the targets' lip boxes for self and cross outputs — at 64² the mouth is a few pixels
+of a whole-frame L1.  D: real [a,b] vs
 fake [cross a, cross b].  All of G learns (E, dec, fc, heads, W26 through QR); `train.freeze:
 [gen.enc, gen.dec]` freezes E/dec.
 """
@@ -20,13 +22,14 @@ import torch
 from omegaconf import OmegaConf
 
 from ...networks.motion import latent_offset
-from ..losses import feature_consistency_loss
+from ..losses import box_l1_loss, feature_consistency_loss
 from ..stage import register_stage
 from .common import GENERATOR_DEFAULTS, GeneratorStage
 
 STAGE1_DEFAULTS = OmegaConf.to_container(OmegaConf.merge(
     OmegaConf.create(GENERATOR_DEFAULTS),
-    {"loss": {"rec": 1.0, "cross": 1.0, "fea_m": 1.0, "fea_p": 1.0, "fea_reduction": "sum"}}))
+    {"loss": {"rec": 1.0, "cross": 1.0, "fea_m": 1.0, "fea_p": 1.0, "fea_reduction": "sum",
+              "mouth": 0.0}}))
 
 
 @register_stage("stage1")
@@ -57,14 +60,18 @@ class Stage1(GeneratorStage):
     def train_step(self, batch, ctx):
         gen, loss = self.models["gen"], self.cfg.loss
         target = torch.cat([batch["a"], batch["b"]])
+        boxes = torch.cat([batch["mouth_box_a"], batch["mouth_box_b"]])
         self.before_generator(ctx)
         with ctx.autocast():
             f = self.forward(gen, batch)
             terms = {}
             for part in ("self", "cross"):
                 weight = float(loss.rec if part == "self" else loss.cross)
-                for k, v in self.reconstruction_losses(f[part], target, "rec" if part == "self" else "cross").items():
+                prefix = "rec" if part == "self" else "cross"
+                for k, v in self.reconstruction_losses(f[part], target, prefix).items():
                     terms[k] = weight * v
+                if float(loss.mouth) > 0:
+                    terms[f"{prefix}_mouth"] = weight * float(loss.mouth) * box_l1_loss(f[part], target, boxes)
             terms.update(self.adversarial_loss(torch.cat([f["self"], f["cross"]])))
             for name in ("m", "p"):
                 terms[f"fea_{name}"] = float(loss[f"fea_{name}"]) * self.consistency(f[f"{name}_cross"], f[f"{name}_self"])
