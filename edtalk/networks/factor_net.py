@@ -168,15 +168,21 @@ class FactorBackbone(nn.Module):
     ``.train()`` on its loss modules changes nothing); gradients still flow to the images.
     """
 
-    def __init__(self, net: FactorNet):
+    def __init__(self, net: FactorNet, with_head: bool = False):
         super().__init__()
         self.net = net.eval().requires_grad_(False)
+        self.with_head = with_head
 
     def train(self, mode: bool = True) -> "FactorBackbone":
         return super().train(False)
 
     def forward(self, images: torch.Tensor) -> List[torch.Tensor]:
-        return self.net.features(images)
+        """The five feature maps; `with_head` appends the standardised factor predictions [B,K] as a
+        sixth "layer", so the loss also compares what the net reads (mouth opening, yaw, ...)."""
+        feats = self.net.features(images)
+        if self.with_head:
+            feats = feats + [self.net.head(F.adaptive_avg_pool2d(feats[-1], 4))]
+        return feats
 
 
 def default_factor_net_dir() -> Path:
@@ -187,7 +193,7 @@ def default_factor_net_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "checkpoints" / "synthtalk_factor_net"
 
 
-def load_factor_backbone(path=None, device=None) -> FactorBackbone:
+def load_factor_backbone(path=None, device=None, with_head: bool = False) -> FactorBackbone:
     """The trained SynthTalk factor network as a frozen perceptual backbone (see FactorBackbone).
 
     `path`: a folder from :meth:`FactorNet.save_pretrained`; default :func:`default_factor_net_dir`.
@@ -196,4 +202,4 @@ def load_factor_backbone(path=None, device=None) -> FactorBackbone:
     if not directory.is_dir():
         raise CheckpointError(f"factor network not found at {directory} (set ${FACTOR_NET_ENV} to its folder, "
                               "or train one: edtalk train --config configs/train/factor_net.yaml data.root=SYNTHTALK_TREE)")
-    return FactorBackbone(FactorNet.from_pretrained(directory, device=device))
+    return FactorBackbone(FactorNet.from_pretrained(directory, device=device), with_head=with_head)

@@ -167,8 +167,9 @@ def evaluate_r2(model: FactorNet, data: FactorFrames, batch_size: int = 256) -> 
 
 def _backbone_from_options(options: Mapping) -> torch.nn.Module:
     """`loss.perceptual.backbone: synthtalk_factor_net`; `loss.perceptual.weights` = a saved folder
-    (default: $EDTALK_FACTOR_NET, else the shipped checkpoints/synthtalk_factor_net)."""
-    return load_factor_backbone(options.get("weights"))
+    (default: $EDTALK_FACTOR_NET, else the shipped checkpoints/synthtalk_factor_net);
+    `loss.perceptual.factor_head: true` adds the net's factor predictions as a last layer."""
+    return load_factor_backbone(options.get("weights"), with_head=bool(options.get("factor_head", False)))
 
 
 register_backbone("synthtalk_factor_net", _backbone_from_options)

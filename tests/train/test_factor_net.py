@@ -142,3 +142,16 @@ def test_shipped_perceptual_distance_grows_with_the_mouth_opening_difference():
     assert dist[0] == 0.0
     assert all(b > a for a, b in zip(dist, dist[1:])), dist
     assert dist[1] > 0.05 * dist[-1]  # a quarter of an opening is not lost in the noise
+
+
+def test_factor_head_layer_is_the_nets_own_prediction():
+    plain = build_backbone("synthtalk_factor_net", {})
+    headed = build_backbone("synthtalk_factor_net", {"factor_head": True})
+    frames = _mouth_series(headed.net.config.size, [0.0, 1.0])
+    with torch.no_grad():
+        a, b = plain(frames), headed(frames)
+        assert len(b) == len(a) + 1 and all(torch.equal(x, y) for x, y in zip(a, b))
+        assert torch.allclose(b[-1], headed.net(frames))
+        # the shipped net reads the opening off the last layer: closed vs open differ in the mouth column
+        opening = headed.net.split(b[-1])["mouth"][:, 0] * headed.net.target_std[0] + headed.net.target_mean[0]
+    assert opening[1] - opening[0] > 0.5

@@ -37,6 +37,7 @@ GENERATOR_DEFAULTS = {
             "backbone": "vgg19",  # vgg19 | synthtalk_factor_net | none
             "weights": None,      # vgg19: the .pth (else $EDTALK_VGG19_WEIGHTS / torchvision's cache);
                                   # synthtalk_factor_net: its saved folder
+            "factor_head": False,  # synthtalk_factor_net: also compare its factor predictions
             "scales": list(PYRAMID_SCALES),
             "layer_weight": 10.0,
         },
@@ -85,7 +86,7 @@ class GeneratorStage(Stage):
         p = self.cfg.loss.perceptual
         self.perceptual = None
         if float(p.weight) > 0 and p.backbone != "none":
-            options = {"weights": p.weights}
+            options = {"weights": p.weights, "factor_head": p.get("factor_head", False)}
             backbone = build_backbone(str(p.backbone), options).to(self.device)
             self.perceptual = PyramidPerceptualLoss(backbone, tuple(p.scales), float(p.layer_weight)).to(self.device)
         return models

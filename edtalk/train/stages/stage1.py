@@ -12,7 +12,9 @@ outputs), adv (GAN on all four outputs), fea_m = Σ_batch exp(−cos(d_m^cross, 
 b (summed over the global batch, whatever the process count), fea_p the same for pose
 (`loss.fea_reduction: mean` divides by the batch).  Not in the spec: `loss.mouth` (default 0),
 L1 inside the targets' lip boxes for self and cross outputs — at 64² the mouth is a few pixels
-of a whole-frame L1.  D: real [a,b] vs
+of a whole-frame L1; `loss.repair` (default 0), the same terms for a third output per target:
+source a_b (a with b's mouth pasted in), motion of a, target a — everything but the mouth can be
+copied from the source, so the whole loss is about rendering the mouth that d_m asks for.  D: real [a,b] vs
 fake [cross a, cross b].  All of G learns (E, dec, fc, heads, W26 through QR); `train.freeze:
 [gen.enc, gen.dec]` freezes E/dec.
 """
@@ -29,7 +31,7 @@ from .common import GENERATOR_DEFAULTS, GeneratorStage
 STAGE1_DEFAULTS = OmegaConf.to_container(OmegaConf.merge(
     OmegaConf.create(GENERATOR_DEFAULTS),
     {"loss": {"rec": 1.0, "cross": 1.0, "fea_m": 1.0, "fea_p": 1.0, "fea_reduction": "sum",
-              "mouth": 0.0}}))
+              "mouth": 0.0, "repair": 0.0}}))
 
 
 @register_stage("stage1")
@@ -37,22 +39,31 @@ class Stage1(GeneratorStage):
     default_config = STAGE1_DEFAULTS
     dataset_spec = "edtalk.data.datasets:Stage1Items"
 
-    def forward(self, gen, batch):
-        """Self and cross outputs plus the mouth/pose latents they used."""
+    def forward(self, gen, batch, repair: bool = False):
+        """Self and cross outputs plus the mouth/pose latents they used; `repair` adds "repair":
+        sources a_b, b_a (the targets with the other mouth pasted in) driven by a, b."""
         a_id, b_id = batch["a_id"], batch["b_id"]
         n = a_id.shape[0]
-        wa, feats = gen.encode(torch.cat([a_id, b_id]))
+        sources = [a_id, b_id] + ([batch["a_b"], batch["b_a"]] if repair else [])
+        wa, feats = gen.encode(torch.cat(sources))
         drivers = torch.cat([batch["a"], batch["b"], batch["a_b"], batch["b_a"]])
         alpha = gen.motion_weights(drivers, parts=("mouth", "pose"))
         q = gen.split_bases()  # one QR per step; gradients reach W26 through it
         d_m = latent_offset(alpha["mouth"], q["mouth"]).to(wa.dtype).split(n)
         d_p = latent_offset(alpha["pose"], q["pose"]).to(wa.dtype).split(n)
         (m_a, m_b, m_ab, m_ba), (p_a, p_b, p_ab, p_ba) = d_m, d_p
-        wa2 = torch.cat([wa, wa])  # [a_id, b_id] for self, then again for cross
+        wa = wa.split(2 * n)
+        feats_id = [f[:2 * n] for f in feats]
+        wa2 = torch.cat([wa[0], wa[0]])  # [a_id, b_id] for self, then again for cross
         z = wa2 + torch.cat([m_a, m_b, m_ba, m_ab]) + torch.cat([p_a, p_b, p_ab, p_ba])
-        out = gen.dec(z, [torch.cat([f, f]) for f in feats]).split(2 * n)
+        decoder_feats = [torch.cat([f, f]) for f in feats_id]
+        if repair:  # z = wa(a_b) + d_m(a) + d_p(a): only the mouth differs from the source
+            z = torch.cat([z, wa[1] + torch.cat([m_a, m_b]) + torch.cat([p_a, p_b])])
+            decoder_feats = [torch.cat([d, f[2 * n:]]) for d, f in zip(decoder_feats, feats)]
+        out = gen.dec(z, decoder_feats).split(2 * n)
         return {
             "self": out[0], "cross": out[1],  # each [a-part; b-part]
+            **({"repair": out[2]} if repair else {}),
             "m_self": torch.cat([m_a, m_b]), "m_cross": torch.cat([m_ba, m_ab]),
             "p_self": torch.cat([p_a, p_b]), "p_cross": torch.cat([p_ab, p_ba]),
         }
@@ -63,11 +74,12 @@ class Stage1(GeneratorStage):
         boxes = torch.cat([batch["mouth_box_a"], batch["mouth_box_b"]])
         self.before_generator(ctx)
         with ctx.autocast():
-            f = self.forward(gen, batch)
+            repair = float(loss.repair) > 0
+            f = self.forward(gen, batch, repair=repair)
             terms = {}
-            for part in ("self", "cross"):
-                weight = float(loss.rec if part == "self" else loss.cross)
-                prefix = "rec" if part == "self" else "cross"
+            for part in ("self", "cross") + (("repair",) if repair else ()):
+                weight = float(loss[{"self": "rec"}.get(part, part)])
+                prefix = {"self": "rec"}.get(part, part)
                 for k, v in self.reconstruction_losses(f[part], target, prefix).items():
                     terms[k] = weight * v
                 if float(loss.mouth) > 0:
