@@ -43,6 +43,8 @@ BASE_DEFAULTS = {
         "threads": 0,             # torch CPU threads per process (0 = torch default)
         "freeze": [],             # module-name prefixes to freeze, e.g. [gen.enc, gen.dec]
         "warmup_steps": 0,        # linear LR warm-up (0 = constant LR, the spec's setting)
+        "lr_schedule": "constant",  # constant | cosine (decay to lr_min_ratio·lr at max_steps)
+        "lr_min_ratio": 0.0,
         "deterministic": False,   # torch.use_deterministic_algorithms (bit-exact resume on GPU)
         "check_sync": False,      # at each checkpoint, fail unless every rank holds bit-identical weights
     },

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import os
 import random
 import re
@@ -212,6 +213,26 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def lr_factor_fn(train_cfg):
+    """LR multiplier per optimiser step: linear warm-up over `warmup_steps`, then `lr_schedule`
+    = constant (the spec's stages) or cosine (1 → `lr_min_ratio` at `max_steps`; §8.5's pose flow)."""
+    warmup, total = int(train_cfg.warmup_steps), int(train_cfg.max_steps)
+    schedule = str(train_cfg.get("lr_schedule", "constant"))
+    floor = float(train_cfg.get("lr_min_ratio", 0.0))
+    if schedule not in ("constant", "cosine"):
+        raise EDTalkError(f"train.lr_schedule must be constant or cosine, got {schedule!r}")
+
+    def factor(step: int) -> float:
+        if warmup > 0 and step < warmup:
+            return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2 ** 32)
@@ -369,7 +390,6 @@ class Trainer:
     def _build_optimizers(self) -> None:
         cfg = self.cfg
         self.optimizers, self.schedulers, self.scalers, self.optimizer_models = {}, {}, {}, {}
-        warmup = int(cfg.train.warmup_steps)
         for name, model_names in self.stage.trainable().items():
             params = [p for m in model_names for p in self.trainable_params[m]]
             if not params:
@@ -379,8 +399,7 @@ class Trainer:
                                    weight_decay=float(o.get("weight_decay", 0.0)))
             self.optimizers[name] = opt
             self.optimizer_models[name] = list(model_names)
-            self.schedulers[name] = torch.optim.lr_scheduler.LambdaLR(
-                opt, lambda s: min(1.0, (s + 1) / warmup) if warmup > 0 else 1.0)
+            self.schedulers[name] = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor_fn(cfg.train))
             self.scalers[name] = torch.amp.GradScaler(
                 self.device.type, enabled=self.amp_dtype == torch.float16)
 

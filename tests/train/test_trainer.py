@@ -132,3 +132,29 @@ def test_print_config_resolves_overrides(capsys):
     assert cli_main(["train", "--config", str(TINY1), "data.root=/x", "train.batch_size=6", "--print-config"]) == 0
     out = capsys.readouterr().out
     assert "batch_size: 6" in out and "root: /x" in out and "fea_reduction: sum" in out
+
+
+def test_lr_schedules_and_the_trainer_uses_them(synth_tree, tmp_path):
+    import math
+
+    from omegaconf import OmegaConf
+
+    from edtalk.train.trainer import lr_factor_fn
+
+    f = lr_factor_fn(OmegaConf.create({"warmup_steps": 10, "max_steps": 110, "lr_schedule": "cosine"}))
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0) and f(10) == pytest.approx(1.0)
+    assert f(60) == pytest.approx(0.5) and f(110) == pytest.approx(0.0) and f(500) == pytest.approx(0.0)
+    floor = lr_factor_fn(OmegaConf.create({"warmup_steps": 0, "max_steps": 100, "lr_schedule": "cosine",
+                                           "lr_min_ratio": 0.1}))
+    assert floor(100) == pytest.approx(0.1) and floor(50) == pytest.approx(0.55)
+    assert lr_factor_fn(OmegaConf.create({"warmup_steps": 0, "max_steps": 9}))(5) == 1.0
+    with pytest.raises(EDTalkError, match="lr_schedule"):
+        lr_factor_fn(OmegaConf.create({"warmup_steps": 0, "max_steps": 9, "lr_schedule": "step"}))
+    run_dir = tmp_path / "run"
+    cfg = load_train_config(str(TINY0), [f"data.root={synth_tree}", f"run.dir={run_dir}", "train.max_steps=4",
+                                         "train.lr_schedule=cosine", "run.checkpoint_every=3", "optim.gen.lr=0.001",
+                                         "loss.adv=0", *QUIET])
+    train(cfg)
+    state = load_checkpoint(list_checkpoints(run_dir)[0])  # step 3: three scheduler steps taken
+    lr = state["optimizers"]["gen"]["param_groups"][0]["lr"]
+    assert lr == pytest.approx(0.001 * 0.5 * (1 + math.cos(math.pi * 3 / 4)))
