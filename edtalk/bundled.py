@@ -1,0 +1,126 @@
+"""The project's own SynthTalk-trained model and the inputs it ships with, and what `python demo.py`
+(no arguments) runs.
+
+    bundled_model_dir()   checkpoints/synthtalk of the repository ($EDTALK_BUNDLED_MODEL overrides): the
+                          folder `scripts/train_synthtalk_model.py --out` writes (EDTalk.pt or EDTalk/,
+                          Audio2Lip.pt or Audio2Lip/, pose_flow/, presets/, ...)
+    bundled_inputs()      examples/synthtalk_face.png + examples/synthtalk_speech.wav
+                          (scripts/make_synthtalk_examples.py writes them)
+    default_demo(out)     the `edtalk generate` arguments of the no-argument demo: the released weights
+                          ($EDTALK_CHECKPOINTS, else checkpoints/) on the bundled photo when they are there,
+                          else the bundled model on the bundled SynthTalk face and speech, else one error
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import List, NamedTuple, Optional
+
+from .errors import CheckpointError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES_DIR = REPO_ROOT / "examples"
+BUNDLED_MODEL_ENV = "EDTALK_BUNDLED_MODEL"
+RELEASED_WEIGHTS_ENV = "EDTALK_CHECKPOINTS"
+RELEASED_DEMO_FILES = ("EDTalk.pt", "Audio2Lip.pt")  # what the released-weights demo below needs
+DEMO_OUT = "results/demo.mp4"
+DEMO_PRESET = "happy"
+
+
+class BundledInputs(NamedTuple):
+    face: Path  # one 64x64 SynthTalk frame of an identity in no training tree
+    speech: Path  # 4 s of SynthTalk speech, 16 kHz mono
+
+
+class BundledModel(NamedTuple):
+    folder: Path
+    generator: Path  # EDTalk.pt (official format) or EDTalk/ (model.safetensors + config.json)
+    audio2lip: Path  # Audio2Lip.pt or Audio2Lip/
+    presets: Path
+
+
+class DemoPlan(NamedTuple):
+    argv: List[str]  # for edtalk.cli.main
+    notice: str  # the one line saying which weights and inputs the demo uses
+
+
+def bundled_model_dir() -> Path:
+    return Path(os.environ.get(BUNDLED_MODEL_ENV) or REPO_ROOT / "checkpoints" / "synthtalk")
+
+
+def bundled_inputs() -> BundledInputs:
+    return BundledInputs(EXAMPLES_DIR / "synthtalk_face.png", EXAMPLES_DIR / "synthtalk_speech.wav")
+
+
+def released_weights_dir() -> Path:
+    """Where `edtalk download` puts the authors' weights (the `edtalk generate` default)."""
+    return Path(os.environ.get(RELEASED_WEIGHTS_ENV) or "checkpoints")
+
+
+def released_weights_present(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in RELEASED_DEMO_FILES)
+
+
+def _model_part(folder: Path, name: str) -> Optional[Path]:
+    """`name`.pt (an official-format file) or `name`/ (a saved model folder), whichever is there."""
+    for candidate in (folder / f"{name}.pt", folder / name):
+        if candidate.is_file() or (candidate / "config.json").is_file():
+            return candidate
+    return None
+
+
+def _missing_bundled_parts(folder: Path) -> List[str]:
+    needed = {"EDTalk.pt (or EDTalk/)": _model_part(folder, "EDTalk"),
+              "Audio2Lip.pt (or Audio2Lip/)": _model_part(folder, "Audio2Lip"),
+              "pose_flow/": (folder / "pose_flow" / "config.json").is_file() or None,
+              f"presets/{DEMO_PRESET}.npy": (folder / "presets" / f"{DEMO_PRESET}.npy").is_file() or None}
+    return [name for name, found in needed.items() if not found]
+
+
+def find_bundled_model(folder: Optional[Path] = None) -> Optional[BundledModel]:
+    """The bundled model when its folder holds every part the demo uses; None when the folder is absent.
+    A folder that lacks a part is one CheckpointError naming what is missing."""
+    folder = Path(folder) if folder is not None else bundled_model_dir()
+    if not folder.is_dir():
+        return None
+    missing = _missing_bundled_parts(folder)
+    if missing:
+        raise CheckpointError(f"the bundled SynthTalk model in {folder} is incomplete: missing {', '.join(missing)}")
+    return BundledModel(folder, _model_part(folder, "EDTalk"), _model_part(folder, "Audio2Lip"), folder / "presets")
+
+
+def released_demo(weights: Path, out: str) -> DemoPlan:
+    """The README demo: released weights, the bundled photo, speech, pose video and a preset."""
+    argv = ["generate", "--checkpoint-dir", str(weights), "--source", str(EXAMPLES_DIR / "source_full.png"),
+            "--audio", str(EXAMPLES_DIR / "speech.wav"), "--pose", str(EXAMPLES_DIR / "pose.mp4"),
+            "--exp", DEMO_PRESET, "--out", out]
+    return DemoPlan(argv, f"demo: released EDTalk weights in {weights}/ on examples/source_full.png")
+
+
+def bundled_demo(model: BundledModel, out: str, released: Path) -> DemoPlan:
+    """The bundled model on the bundled SynthTalk face: mouth from the speech, pose sampled from it."""
+    inputs = bundled_inputs()
+    argv = ["generate", "--checkpoint", str(model.generator), "--audio2lip-checkpoint", str(model.audio2lip),
+            "--checkpoint-dir", str(model.folder), "--presets", str(model.presets), "--no-crop",
+            "--source", str(inputs.face), "--audio", str(inputs.speech), "--pose", "audio", "--exp", DEMO_PRESET,
+            "--out", out]
+    notice = (f"demo: no released weights in {released}/, so the bundled SynthTalk model ({model.folder}; it knows "
+              "cartoon faces only) runs on a bundled SynthTalk face and speech")
+    return DemoPlan(argv, notice)
+
+
+def default_demo(out: str = DEMO_OUT) -> DemoPlan:
+    """Released weights first, then the bundled model; neither is one CheckpointError saying how to get weights."""
+    weights = released_weights_dir()
+    if released_weights_present(weights):
+        return released_demo(weights, out)
+    model = find_bundled_model()
+    if model is not None:
+        return bundled_demo(model, out, weights)
+    raise CheckpointError(f"no weights: {weights}/ lacks {' and '.join(RELEASED_DEMO_FILES)} and there is no bundled "
+                          f"SynthTalk model at {bundled_model_dir()}; run `edtalk download` (see checkpoints/README.md)")
+
+
+__all__ = ["BUNDLED_MODEL_ENV", "RELEASED_WEIGHTS_ENV", "BundledInputs", "BundledModel", "DemoPlan", "bundled_model_dir",
+           "bundled_inputs", "released_weights_dir", "released_weights_present", "find_bundled_model", "released_demo",
+           "bundled_demo", "default_demo"]
