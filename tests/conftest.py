@@ -1,3 +1,8 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -19,3 +24,18 @@ def parity_dir():
 @pytest.fixture(scope="session")
 def reference(parity_dir):
     return torch.load(parity_dir / "reference.pt", weights_only=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_synthtalk_model(tmp_path_factory):
+    """scripts/train_synthtalk_model.py --preset tiny, run once per session (about a minute):
+    {"work", "out" (a folder in the bundled model's layout), "tree", "stdout"}."""
+    repo = Path(__file__).resolve().parents[1]
+    base = tmp_path_factory.mktemp("synthtalk_model")
+    work, out = base / "work", base / "model"
+    cmd = [sys.executable, str(repo / "scripts" / "train_synthtalk_model.py"), "--preset", "tiny", "--work", str(work),
+           "--out", str(out), "--device", "cpu", "--threads", "1"]
+    result = subprocess.run(cmd, cwd=repo, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                            text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return {"work": work, "out": out, "tree": work / "synth" / "mead", "stdout": result.stdout}

@@ -21,16 +21,9 @@ SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps
 
 
 @pytest.fixture(scope="session")
-def tiny_bundled_model(tmp_path_factory) -> Path:
+def tiny_bundled_model(tiny_synthtalk_model) -> Path:
     """A folder in the bundled model's layout, from the tiny preset of the training chain."""
-    base = tmp_path_factory.mktemp("tiny_bundled_model")
-    out = base / "model"
-    cmd = [sys.executable, str(REPO / "scripts" / "train_synthtalk_model.py"), "--preset", "tiny", "--work",
-           str(base / "work"), "--out", str(out), "--device", "cpu", "--threads", "1"]
-    result = subprocess.run(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
-                            text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return out
+    return tiny_synthtalk_model["out"]
 
 
 def run_demo(cwd: Path, *args, released: Path, bundled: Path) -> subprocess.CompletedProcess:
