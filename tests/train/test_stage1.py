@@ -2,6 +2,7 @@
 it leaves the self and cross outputs as they were."""
 from pathlib import Path
 
+import pytest
 import torch
 
 from edtalk.data.datasets import Stage1Items
@@ -25,3 +26,20 @@ def test_repair_output_is_the_swapped_frame_driven_by_the_target(synth_tree, tmp
         assert torch.allclose(with_repair[key], plain[key], atol=1e-5)
     assert torch.allclose(with_repair["repair"], expected, atol=1e-5)
     assert not torch.allclose(with_repair["repair"], with_repair["self"], atol=1e-3)
+
+
+def test_centred_fea_sees_past_a_shared_offset(synth_tree, tmp_path):
+    import math
+
+    cfgs = {c: load_train_config(str(TINY1), [f"data.root={synth_tree}", f"run.dir={tmp_path}",
+                                              f"loss.fea_center={c}"]) for c in ("false", "true")}
+    stages = {c: get_stage("stage1")(cfg, torch.device("cpu")) for c, cfg in cfgs.items()}
+    torch.manual_seed(0)
+    offset = 100.0 * torch.randn(1, 8)
+    own = offset + torch.randn(4, 8)           # [a-half; b-half] self latents
+    cross = offset + torch.randn(4, 8)         # crosses that disagree with them
+    plain = float(stages["false"].consistency(cross, own))
+    centred = float(stages["true"].consistency(cross, own))
+    assert plain == pytest.approx(4 / math.e, rel=1e-3)   # the offset hides the disagreement
+    assert centred > 4 / math.e + 1.0                      # centring exposes it
+    assert float(stages["true"].consistency(own, own)) == pytest.approx(4 / math.e, rel=1e-5)

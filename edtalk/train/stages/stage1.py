@@ -14,7 +14,8 @@ b (summed over the global batch, whatever the process count), fea_p the same for
 L1 inside the targets' lip boxes for self and cross outputs — at 64² the mouth is a few pixels
 of a whole-frame L1; `loss.repair` (default 0), the same terms for a third output per target:
 source a_b (a with b's mouth pasted in), motion of a, target a — everything but the mouth can be
-copied from the source, so the whole loss is about rendering the mouth that d_m asks for.  D: real [a,b] vs
+copied from the source, so the whole loss is about rendering the mouth that d_m asks for;
+`loss.fea_center` (default false): the fea terms on deviations from the batch's mean self latent.  D: real [a,b] vs
 fake [cross a, cross b].  All of G learns (E, dec, fc, heads, W26 through QR); `train.freeze:
 [gen.enc, gen.dec]` freezes E/dec.
 """
@@ -31,7 +32,7 @@ from .common import GENERATOR_DEFAULTS, GeneratorStage
 STAGE1_DEFAULTS = OmegaConf.to_container(OmegaConf.merge(
     OmegaConf.create(GENERATOR_DEFAULTS),
     {"loss": {"rec": 1.0, "cross": 1.0, "fea_m": 1.0, "fea_p": 1.0, "fea_reduction": "sum",
-              "mouth": 0.0, "repair": 0.0}}))
+              "mouth": 0.0, "repair": 0.0, "fea_center": False}}))
 
 
 @register_stage("stage1")
@@ -98,7 +99,13 @@ class Stage1(GeneratorStage):
         because the trainer averages gradients over ranks (so any process count trains alike).
         """
         red = str(self.cfg.loss.fea_reduction)
-        halves = zip(cross.float().chunk(2), own.float().chunk(2))
+        cross, own = cross.float(), own.float()
+        if bool(self.cfg.loss.fea_center):
+            # cos of deviations from this batch's mean self latent: a shared offset in every α makes
+            # the plain term sit at its minimum whatever the crosses carry (not in the spec)
+            mean = own.mean(0, keepdim=True)
+            cross, own = cross - mean, own - mean
+        halves = zip(cross.chunk(2), own.chunk(2))
         total = sum(feature_consistency_loss(c, o, red) for c, o in halves)
         return total * self.world_size if red == "sum" else total
 
