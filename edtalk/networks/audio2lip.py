@@ -85,3 +85,24 @@ class Audio2Lip(nn.Module):
         from ..checkpoints import load_pretrained
 
         return load_pretrained(directory, expected="audio2lip", device=device)
+
+
+def load_with_audio_encoder(path, folder_name: str, model_type: str, key: str, build, label: str, config_yaml: str,
+                            device=None, missing_label=None):
+    """(net, Audio2Lip, bundle config) from an export bundle that carries its frozen Audio2Lip (the
+    pose flow and audio2exp): `path` is the bundle folder or a folder holding one (a run's
+    `export/`, or the run itself); `build(config_dict)` makes the untrained net of part `key`;
+    `label` names it in errors (`missing_label`, if given, in the not-found one)."""
+    from ..checkpoints import find_bundle, load_bundle, load_state_dict_strict
+    from ..errors import CheckpointError
+
+    folder = find_bundle(path, folder_name)
+    if folder is None:
+        raise CheckpointError(f"{missing_label or label} checkpoint not found: {path} (train one with `edtalk train --config "
+                              f"{config_yaml}`)")
+    config, parts = load_bundle(folder, model_type, (key, "audio2lip"))
+    net = build(config["config"])
+    load_state_dict_strict(net, parts[key], label)
+    net = net.eval().to(device or "cpu").requires_grad_(False)
+    a2l = Audio2Lip.from_official({"audio2lip": parts["audio2lip"]}, device=device).requires_grad_(False)
+    return net, a2l, config

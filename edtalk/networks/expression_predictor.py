@@ -102,17 +102,9 @@ def save_expression_predictor(directory, predictor: ExpressionPredictor, audio2l
 def load_expression_predictor(path, device=None):
     """(ExpressionPredictor, Audio2Lip, text encoder name) from an audio2exp export folder or a
     folder holding one (an audio2exp run's `export/`, or the run folder itself)."""
-    from ..checkpoints import find_bundle, load_bundle, load_state_dict_strict
-    from ..errors import CheckpointError
-    from .audio2lip import Audio2Lip
+    from .audio2lip import load_with_audio_encoder
 
-    folder = find_bundle(path, EXPRESSION_DIR)
-    if folder is None:
-        raise CheckpointError(f"audio2exp checkpoint not found: {path} (train one with `edtalk train --config "
-                              "configs/train/audio2exp.yaml`)")
-    config, parts = load_bundle(folder, MODEL_TYPE, ("audio2exp", "audio2lip"))
-    net = ExpressionPredictor(ExpressionPredictorConfig(**config["config"]))
-    load_state_dict_strict(net, parts["audio2exp"], "audio2exp")
-    net = net.eval().to(device or "cpu").requires_grad_(False)
-    a2l = Audio2Lip.from_official({"audio2lip": parts["audio2lip"]}, device=device).requires_grad_(False)
+    net, a2l, config = load_with_audio_encoder(
+        path, EXPRESSION_DIR, MODEL_TYPE, "audio2exp", lambda c: ExpressionPredictor(ExpressionPredictorConfig(**c)),
+        "audio2exp", "configs/train/audio2exp.yaml", device)
     return net, a2l, str(config.get("text_encoder", "lexicon"))

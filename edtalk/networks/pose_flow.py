@@ -245,17 +245,9 @@ def save_pose_flow(directory, flow: PoseFlow, audio2lip) -> Path:
 def load_pose_flow(path, device=None):
     """(PoseFlow, Audio2Lip), eval and frozen, from a pose-flow export folder or a folder holding
     one (a pose_flow run's `export/`, or the run folder itself)."""
-    from ..checkpoints import find_bundle, load_bundle, load_state_dict_strict
-    from ..errors import CheckpointError
-    from .audio2lip import Audio2Lip
+    from .audio2lip import load_with_audio_encoder
 
-    folder = find_bundle(path, POSE_FLOW_DIR)
-    if folder is None:
-        raise CheckpointError(f"pose-flow checkpoint not found: {path} (train one with `edtalk train --config "
-                              "configs/train/pose_flow.yaml`)")
-    config, parts = load_bundle(folder, MODEL_TYPE, ("pose_flow", "audio2lip"))
-    flow = PoseFlow(PoseFlowConfig(**config["config"]))
-    load_state_dict_strict(flow, parts["pose_flow"], "pose flow")
-    flow = flow.eval().to(device or "cpu").requires_grad_(False)
-    a2l = Audio2Lip.from_official({"audio2lip": parts["audio2lip"]}, device=device).requires_grad_(False)
+    flow, a2l, _ = load_with_audio_encoder(path, POSE_FLOW_DIR, MODEL_TYPE, "pose_flow",
+                                           lambda c: PoseFlow(PoseFlowConfig(**c)), "pose flow",
+                                           "configs/train/pose_flow.yaml", device, missing_label="pose-flow")
     return flow, a2l
