@@ -25,3 +25,23 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def motion_tree(synth_tree, tmp_path_factory):
+    """make(name, parts) → (a private copy of the session tree with the α cache `parts` of a tiny
+    random EDTalk, the path of a tiny Audio2Lip.pt)."""
+    import shutil
+
+    from edtalk.testing import write_tiny_checkpoints
+    from edtalk.train.motion import extract_motion, load_generator
+
+    def make(name, parts):
+        base = tmp_path_factory.mktemp(name)
+        root = base / "mead"
+        shutil.copytree(synth_tree, root)
+        ckpts = write_tiny_checkpoints(base / "ckpt")
+        extract_motion(load_generator(ckpts["EDTalk.pt"]), root, parts=parts, progress=False)
+        return root, ckpts["Audio2Lip.pt"]
+
+    return make

@@ -1,6 +1,5 @@
 """Audio/text-to-expression (spec §8.6): modality dropout masks, the offline lexicon reader,
 synthetic transcripts, and training on a tiny SynthTalk tree (the loss falls)."""
-import shutil
 
 import pytest
 import torch
@@ -41,16 +40,8 @@ def test_synthetic_transcripts_are_deterministic_and_carry_the_label():
 
 
 @pytest.fixture(scope="module")
-def exp_tree(synth_tree, tmp_path_factory):
-    from edtalk.testing import write_tiny_checkpoints
-    from edtalk.train.motion import extract_motion, load_generator
-
-    base = tmp_path_factory.mktemp("audio2exp")
-    root = base / "mead"
-    shutil.copytree(synth_tree, root)
-    ckpts = write_tiny_checkpoints(base / "ckpt")
-    extract_motion(load_generator(ckpts["EDTalk.pt"]), root, parts=("exp",), progress=False)
-    return root, ckpts["Audio2Lip.pt"]
+def exp_tree(motion_tree):
+    return motion_tree("audio2exp", ("exp",))
 
 
 def _loss(stage, net, r):

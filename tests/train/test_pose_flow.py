@@ -1,7 +1,6 @@
 """Audio-to-pose flow (spec §8.5): exact inversion and log-determinant, NLL by brute-force change of
 variables, training on a tiny SynthTalk tree (the NLL falls), deterministic seeded sampling."""
 import math
-import shutil
 
 import numpy as np
 import pytest
@@ -69,17 +68,9 @@ def test_sampling_is_deterministic_per_seed_and_temperature_zero_is_the_mode_pat
 
 
 @pytest.fixture(scope="module")
-def pose_tree(synth_tree, tmp_path_factory):
+def pose_tree(motion_tree):
     """A private copy of the session tree with the α cache of a tiny random EDTalk, + Audio2Lip."""
-    from edtalk.testing import write_tiny_checkpoints
-    from edtalk.train.motion import extract_motion, load_generator
-
-    base = tmp_path_factory.mktemp("pose_flow")
-    root = base / "mead"
-    shutil.copytree(synth_tree, root)
-    ckpts = write_tiny_checkpoints(base / "ckpt")
-    extract_motion(load_generator(ckpts["EDTalk.pt"]), root, parts=("pose",), progress=False)
-    return root, ckpts["Audio2Lip.pt"]
+    return motion_tree("pose_flow", ("pose",))
 
 
 def test_items_are_windows_of_the_clip(pose_tree):
