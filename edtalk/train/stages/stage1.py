@@ -15,8 +15,8 @@ L1 inside the targets' lip boxes for self and cross outputs — at 64² the mout
 of a whole-frame L1; `loss.repair` (default 0), the same terms for a third output per target:
 source a_b (a with b's mouth pasted in), motion of a, target a — everything but the mouth can be
 copied from the source, so the whole loss is about rendering the mouth that d_m asks for;
-`loss.fea_center` (default false): the fea terms on deviations from the batch's mean self latent.  D: real [a,b] vs
-fake [cross a, cross b].  All of G learns (E, dec, fc, heads, W26 through QR); `train.freeze:
+`loss.fea_center` (default false): the fea terms on deviations from the batch's mean self latent.
+D: real [a,b] vs fake [cross a, cross b].  All of G learns (E, dec, fc, heads, W26 through QR); `train.freeze:
 [gen.enc, gen.dec]` freezes E/dec.
 """
 from __future__ import annotations
@@ -79,8 +79,8 @@ class Stage1(GeneratorStage):
             f = self.forward(gen, batch, repair=repair)
             terms = {}
             for part in ("self", "cross") + (("repair",) if repair else ()):
-                weight = float(loss[{"self": "rec"}.get(part, part)])
-                prefix = {"self": "rec"}.get(part, part)
+                prefix = {"self": "rec"}.get(part, part)  # also the name of the part's loss weight
+                weight = float(loss[prefix])
                 for k, v in self.reconstruction_losses(f[part], target, prefix).items():
                     terms[k] = weight * v
                 if float(loss.mouth) > 0:
