@@ -48,11 +48,15 @@ class ToFlow(nn.Module):
         if logits_prev is not None:
             logits = logits + self.upsample(logits_prev)
         batch, _, h, w = logits.shape
-        grid = torch.tanh(logits[:, 0:2]).permute(0, 2, 3, 1) + identity_grid(h, w, logits)
+        # The warp runs in float32 whatever the model's dtype: a bf16 grid is off by up to a pixel
+        # at 256² (8-bit mantissa) and the CPU's bf16 grid_sample returned NaNs (scripts/benchmark_precision.py).
+        flow = logits[:, 0:2].float()
+        grid = torch.tanh(flow).permute(0, 2, 3, 1) + identity_grid(h, w, flow)
         mask = torch.sigmoid(logits[:, 2:3])
         feat = batch_broadcast(feat, batch)
         # align_corners=False on a linspace grid is what the published model does (spec §2.5).
-        warp = F.grid_sample(feat, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        warp = F.grid_sample(feat.float(), grid, mode="bilinear", padding_mode="zeros",
+                             align_corners=False).to(x.dtype)
         if torch.is_grad_enabled():
             warp = warp * mask
             return warp, (warp + x * (1 - mask) if need_next else None), logits

@@ -35,6 +35,7 @@ BASE_DEFAULTS = {
     },
     "train": {
         "max_steps": 1000,
+        "max_minutes": 0.0,       # wall-clock budget of this process (0 = none): stop early, checkpoint, export
         "batch_size": 8,          # global batch (split evenly over the processes)
         "device": "auto",         # auto | cpu | cuda | cuda:N
         "amp": "none",            # none | bf16 | fp16 (GPU only)
@@ -107,6 +108,8 @@ def check_common(cfg) -> None:
     t = cfg.train
     if int(t.max_steps) < 1:
         raise EDTalkError("train.max_steps must be at least 1")
+    if float(t.max_minutes) < 0:
+        raise EDTalkError("train.max_minutes must be 0 (no limit) or positive")
     if int(t.batch_size) < 1:
         raise EDTalkError("train.batch_size must be at least 1")
     if t.amp not in ("none", "bf16", "fp16"):

@@ -526,6 +526,20 @@ class Trainer:
             for batch in loader:
                 yield batch
 
+    def _deadline(self) -> Optional[float]:
+        minutes = float(self.cfg.train.max_minutes)
+        return time.monotonic() + 60.0 * minutes if minutes > 0 else None
+
+    def _past(self, deadline: Optional[float]) -> bool:
+        """Whether the wall-clock budget is spent; rank 0's clock decides, so every rank stops at one step."""
+        if deadline is None:
+            return False
+        flag = torch.tensor([float(time.monotonic() >= deadline)], device=self.device if self.dist.enabled and
+                            self.device.type == "cuda" else "cpu")
+        if self.dist.enabled:
+            dist.broadcast(flag, src=0)
+        return bool(flag.item())
+
     def train(self) -> TrainResult:
         cfg, main = self.cfg, self.dist.is_main
         resumed = self.maybe_resume()
@@ -552,6 +566,7 @@ class Trainer:
         for m in self.models.values():
             m.train()
         batches = self._batches()
+        deadline = self._deadline()
         while self.step < max_steps:
             t0 = time.perf_counter()
             batch = to_device(next(batches), self.device)
@@ -559,6 +574,10 @@ class Trainer:
             self.ctx.step = self.step
             logs = self.stage.train_step(batch, self.ctx)
             self.step += 1
+            if self._past(deadline):  # the last log, samples, checkpoint and export happen at this step
+                max_steps = self.step
+                if main:
+                    print(f"edtalk: train.max_minutes reached at step {self.step}; rerun to continue", flush=True)
             t2 = time.perf_counter()
             wait_s, busy_s = wait_s + (t1 - t0), busy_s + (t2 - t0)
             for k, v in logs.items():

@@ -103,3 +103,16 @@ def test_edtalk_and_lip_pose_share_mouth_pose_bases(edtalk_model, lip_pose_model
     w26 = edtalk_model.direction_lipnonlip.weight.detach()
     q26 = torch.linalg.qr(w26 + 1e-8, mode="reduced")[0]
     assert (q36[:, :26] - q26).abs().max().item() < 1e-5
+
+
+def test_bf16_render_stays_close_to_the_official_fp32_output(parity_dir, reference):
+    # The warp runs in float32 in every dtype: with a bf16 grid and the CPU's bf16 grid_sample this
+    # case came out NaN (and 12.6 dB for the full model).
+    m = EDTalk.from_official(load_recipe(parity_dir, "lip_pose")).to(torch.bfloat16).eval()
+    with torch.no_grad():
+        latent, feats = m.encode(reference["source"].bfloat16())
+        pose = m.motion_weights(reference["pose_frames"].bfloat16())["pose"]
+        out = m.render(latent, feats, reference["alpha_lip_in"].bfloat16(), pose).float()
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    mse = ((out - reference["lip_pose.out_audio_driven"]) ** 2).mean().item()
+    assert 10 * torch.log10(torch.tensor(4.0 / mse)).item() > 45.0

@@ -158,3 +158,22 @@ def test_lr_schedules_and_the_trainer_uses_them(synth_tree, tmp_path):
     state = load_checkpoint(list_checkpoints(run_dir)[0])  # step 3: three scheduler steps taken
     lr = state["optimizers"]["gen"]["param_groups"][0]["lr"]
     assert lr == pytest.approx(0.001 * 0.5 * (1 + math.cos(math.pi * 3 / 4)))
+
+
+def test_max_minutes_stops_with_checkpoint_and_export_then_resumes_exactly(synth_tree, tmp_path):
+    common = [f"data.root={synth_tree}", "train.max_steps=4", "loss.adv=0", "run.checkpoint_every=0", *QUIET]
+    budgeted = tmp_path / "budgeted"
+    cfg = load_train_config(str(TINY0), [f"run.dir={budgeted}", "train.max_minutes=1e-9", *common])
+    result = train(cfg)  # the budget is spent after the first step
+    assert result.step == 1 and result.exports
+    assert [p.name for p in list_checkpoints(budgeted)] == ["step_00000001.pt"]
+    assert (budgeted / "samples" / "step_00000001.png").is_file()
+    assert train(load_train_config(str(TINY0), [f"run.dir={budgeted}", *common])).step == 4
+    straight = tmp_path / "straight"
+    train(load_train_config(str(TINY0), [f"run.dir={straight}", *common]))
+    a = load_checkpoint(straight / "checkpoints" / "step_00000004.pt")
+    b = load_checkpoint(budgeted / "checkpoints" / "step_00000004.pt")
+    for name in a["models"]:
+        _assert_same(a["models"][name], b["models"][name], name)
+    with pytest.raises(EDTalkError, match="max_minutes"):
+        load_train_config(str(TINY0), [f"data.root={synth_tree}", "train.max_minutes=-1"])
