@@ -45,7 +45,7 @@ from torch.utils.data import Dataset
 
 from edtalk.data import layout
 from edtalk.data.mouth_swap import mouth_box, mouth_swap
-from edtalk.data.store import open_frames, resize_frame
+from edtalk.data.store import FrameStore, open_frames, resize_frame
 from edtalk.errors import InputError
 
 __all__ = ["Stage0Pairs", "Stage1Items", "to_tensor", "scale_landmarks", "split_roots"]
@@ -80,8 +80,6 @@ class _Tree:
     """One tree's split: names, kind, frame reader and native frame size."""
 
     def __init__(self, root: Path, split: str, store):
-        from edtalk.video import probe_video
-
         self.root = root
         self.names = layout.read_split(root, split)
         if not self.names:
@@ -91,7 +89,17 @@ class _Tree:
             raise InputError(f"{root}/{split}.json mixes MEAD and HDTF names")
         self.kind = kinds.pop()
         self.store = store if store is not None else open_frames(root)
-        self.native_size = int(probe_video(layout.clip_path(root, "video", self.names[0]))["width"])
+        self.native_size = native_frame_size(root, self.names[0], self.store)
+
+
+def native_frame_size(root: Path, name: str, store) -> int:
+    """The clips' frame side: read off a stored frame when the tree has an LMDB (no ffmpeg needed,
+    so a machine with the store alone trains), else probed from the clip's MP4."""
+    if isinstance(store, FrameStore):
+        return int(store.frame(name, 0).shape[1])
+    from edtalk.video import probe_video
+
+    return int(probe_video(layout.clip_path(root, "video", name))["width"])
 
 
 class _TreeDataset(Dataset):

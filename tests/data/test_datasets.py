@@ -207,3 +207,18 @@ def test_stage0_over_mead_and_hdtf_roots(synth_trees):
         else:
             assert plan["source"][0] == plan["target"][0]
     assert both[len(both) - 1]["source"].shape == (3, 48, 48)
+
+
+def test_a_tree_with_a_frame_store_trains_without_its_videos(synth_trees, tmp_path):
+    # A GPU box without ffmpeg gets the LMDB and the side files only: the frame size comes from the store.
+    import shutil
+
+    root = tmp_path / "mead"
+    shutil.copytree(synth_trees["mead"], root)
+    store.build_frame_store(root, progress=False)
+    with_videos = Stage1Items(root, size=32, seed=0)[3]
+    shutil.rmtree(root / "video")
+    items = Stage1Items(root, size=32, seed=0)
+    assert items.trees[0].native_size == 48
+    for key, value in items[3].items():
+        assert torch.equal(torch.as_tensor(value), torch.as_tensor(with_videos[key])), key
