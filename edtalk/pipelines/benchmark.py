@@ -139,13 +139,20 @@ def count_gflop(fn: Callable[[], torch.Tensor]) -> float:
 
 
 def time_call(fn: Callable[[], torch.Tensor], repeats: int = 1) -> float:
-    fn()  # warm-up (allocator, oneDNN primitive caches)
+    fn()  # warm-up (allocator, oneDNN primitive caches, cuDNN autotuning)
     best = float("inf")
     for _ in range(repeats):
+        _sync()
         start = time.perf_counter()
         fn()
+        _sync()  # GPU kernels run asynchronously: stop the clock when they have finished
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def _sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 def run_benchmark(models: Dict[str, EDTalk], frames: int = 8, batch_size: int = 8, repeats: int = 1,
