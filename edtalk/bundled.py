@@ -62,11 +62,9 @@ def released_weights_present(folder: Path) -> bool:
 
 
 def _model_part(folder: Path, name: str) -> Optional[Path]:
-    """`name`.pt (an official-format file) or `name`/ (a saved model folder), whichever is there."""
-    for candidate in (folder / f"{name}.pt", folder / name):
-        if candidate.is_file() or (candidate / "config.json").is_file():
-            return candidate
-    return None
+    from .pipelines.generate import model_part
+
+    return model_part(folder, f"{name}.pt")
 
 
 def _missing_bundled_parts(folder: Path) -> List[str]:

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from .errors import EDTalkError, InputError
-from .pipelines.generate import (AUDIO2LIP_FILE, EDTALK_FILE, LIP_POSE_FILE, GenerateOptions, generate,
-                                 load_models, mode_of, resolve_checkpoint, resolve_device, resolve_dtype)
+from .pipelines.generate import (EDTALK_FILE, LIP_POSE_FILE, GenerateOptions, generate, load_models, mode_of,
+                                 resolve_audio2lip, resolve_checkpoint, resolve_device, resolve_dtype)
 from .pipelines.preprocess import IMAGE_EXTS, VIDEO_EXTS, load_image
 from .presets import preset_names
 
@@ -193,7 +193,7 @@ class ModelCache:
 
     def get(self, opts: GenerateOptions):
         ckpt = resolve_checkpoint(opts)
-        a2l = Path(opts.audio2lip_checkpoint or Path(opts.checkpoint_dir) / AUDIO2LIP_FILE)
+        a2l = resolve_audio2lip(opts)
         need_audio = mode_of(opts) in ("audio", "dubbing") or a2l.exists()
         device = resolve_device(opts.device)
         dtype = resolve_dtype(opts.dtype, device)

@@ -22,7 +22,8 @@ resumes from the latest checkpoint in its run folder):
   collect    OUT/ in the layout `edtalk generate --checkpoint-dir OUT` reads (below)
   probe      held-out numbers of each stage from the proof scripts' probes           OUT/probe.json
 
-OUT/:  EDTalk.pt (stage 2, full model)   EDTalk_lip_pose.pt (stage 1)   Audio2Lip.pt   pose_flow/   audio2exp/
+OUT/:  EDTalk/ (stage 2, full model)   EDTalk_lip_pose/ (stage 1)   Audio2Lip/   pose_flow/   audio2exp/
+       (saved model folders: model.safetensors + config.json; --checkpoint-dir reads them like the .pt files)
        presets/ (<emotion>.npy, presets.json: for --presets)   syncnet/ (for edtalk evaluate --syncnet)
        training.json (what made it)   probe.json
 
@@ -129,9 +130,9 @@ def model_files(chain: Chain) -> Dict[str, Path]:
     """OUT name → its source: exactly what `edtalk generate --checkpoint-dir OUT` looks for, plus
     the presets folder (--presets) and the SyncNet expert (edtalk evaluate --syncnet)."""
     return {
-        "EDTalk_lip_pose.pt": latest_export_checkpoint(chain, "stage1"),
-        "EDTalk.pt": latest_export_checkpoint(chain, "stage2"),
-        "Audio2Lip.pt": chain.export("audio2lip") / "Audio2Lip.pt",
+        "EDTalk_lip_pose": chain.export("stage1") / "model",
+        "EDTalk": chain.export("stage2") / "model",
+        "Audio2Lip": chain.export("audio2lip") / "model",
         "pose_flow": chain.export("pose_flow") / "pose_flow",
         "audio2exp": chain.export("audio2exp") / "audio2exp",
         "presets": chain.presets_dir,

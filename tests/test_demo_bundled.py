@@ -56,10 +56,9 @@ def test_no_arguments_runs_the_bundled_model_and_says_so(tiny_bundled_model, no_
 def test_bundled_face_has_the_bundled_model_frame_size(tiny_bundled_model):
     from PIL import Image
 
-    from edtalk.checkpoints import GENERATOR_KEY, read_state_dict
-    from edtalk.model import config_from_state_dict
+    from edtalk import EDTalk
 
-    size = config_from_state_dict(read_state_dict(tiny_bundled_model / "EDTalk.pt", GENERATOR_KEY)).size
+    size = EDTalk.from_pretrained(tiny_bundled_model / "EDTalk").config.size
     assert Image.open(bundled_inputs().face).size == (size, size)
 
 

@@ -150,15 +150,32 @@ def expression_is_none(exp: Optional[str]) -> bool:
     return exp is None or str(exp).strip().lower() in ("none", "")
 
 
+def model_part(folder: Path, file_name: str) -> Optional[Path]:
+    """`EDTalk.pt` (an official-format file) or `EDTalk/` (a saved model folder: model.safetensors +
+    config.json) in `folder`, whichever is there; None when neither is."""
+    for candidate in (folder / file_name, folder / Path(file_name).stem):
+        if candidate.is_file() or (candidate / "config.json").is_file():
+            return candidate
+    return None
+
+
 def resolve_checkpoint(opts: GenerateOptions) -> Path:
     if opts.checkpoint:
         return Path(opts.checkpoint)
     folder = Path(opts.checkpoint_dir)
-    if expression_is_none(opts.exp) and (folder / LIP_POSE_FILE).is_file():
-        return folder / LIP_POSE_FILE
-    if (folder / EDTALK_FILE).is_file() or not expression_is_none(opts.exp):
-        return folder / EDTALK_FILE
+    full, lip_pose = model_part(folder, EDTALK_FILE), model_part(folder, LIP_POSE_FILE)
+    if expression_is_none(opts.exp) and lip_pose is not None:
+        return lip_pose
+    if full is not None or not expression_is_none(opts.exp):
+        return full or folder / EDTALK_FILE
     return folder / LIP_POSE_FILE
+
+
+def resolve_audio2lip(opts: GenerateOptions) -> Path:
+    if opts.audio2lip_checkpoint:
+        return Path(opts.audio2lip_checkpoint)
+    folder = Path(opts.checkpoint_dir)
+    return model_part(folder, AUDIO2LIP_FILE) or folder / AUDIO2LIP_FILE
 
 
 def missing_checkpoint_error(path: Path) -> CheckpointError:
@@ -176,7 +193,7 @@ def load_models(opts: GenerateOptions, need_audio: bool, device, dtype):
     model = (EDTalk.from_pretrained(ckpt) if ckpt.is_dir() else EDTalk.from_official(ckpt)).to(device, dtype)
     audio2lip = None
     if need_audio:
-        a2l = Path(opts.audio2lip_checkpoint) if opts.audio2lip_checkpoint else Path(opts.checkpoint_dir) / AUDIO2LIP_FILE
+        a2l = resolve_audio2lip(opts)
         if not a2l.exists():
             raise missing_checkpoint_error(a2l)
         audio2lip = (Audio2Lip.from_pretrained(a2l) if a2l.is_dir() else Audio2Lip.from_official(a2l)).to(device)
@@ -603,4 +620,4 @@ def _check_output_path(out: Path) -> None:
 
 
 __all__ = ["GenerateOptions", "Generator", "Drivers", "generate", "to_uint8", "legacy_minmax_uint8",
-           "resolve_device", "resolve_dtype", "EDTalkError"]
+           "resolve_device", "resolve_dtype", "model_part", "resolve_checkpoint", "resolve_audio2lip", "EDTalkError"]

@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "train_synthtalk_model.py"
 PHASES = ("data", "stage1", "stage2", "syncnet", "motion", "audio2lip", "pose_flow", "audio2exp", "presets",
           "collect", "probe")
-MODEL_FILES = ("EDTalk.pt", "EDTalk_lip_pose.pt", "Audio2Lip.pt", "pose_flow/config.json", "pose_flow/model.safetensors",
+MODEL_FILES = ("EDTalk/model.safetensors", "EDTalk_lip_pose/config.json", "Audio2Lip/model.safetensors", "pose_flow/config.json", "pose_flow/model.safetensors",
                "audio2exp/config.json", "audio2exp/model.safetensors", "syncnet/config.json",
                "syncnet/model.safetensors", "presets/presets.json", "training.json", "probe.json")
 EMOTIONS = ("angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised")
