@@ -28,14 +28,14 @@ else
   SPEAKERS=${SPEAKERS:-16}; FRAMES=${FRAMES:-32}; STEPS=${STEPS:-4000}
 fi
 CONFIG=${CONFIG:-configs/train/audio2exp_synthtalk.yaml}
-ARGS=${ARGS:-}
+ARGS=${ARGS:-}            # extra training overrides; SYNTH_ARGS: extra SynthTalk options (e.g. --emotional-voice)
 TREE=$WORK/synth/mead
 RUN=$WORK/audio2exp
 mkdir -p "$WORK"
 
 if [[ ! -f $TREE/test.json ]]; then
   python -m edtalk.data.synthtalk --out "$WORK/synth" --kind mead --speakers "$SPEAKERS" --emotions all \
-    --levels 1,2,3 --clips-per 2 --frames "$FRAMES" --size 64 --no-mel --seed 4 --quiet --overwrite
+    --levels 1,2,3 --clips-per 2 --frames "$FRAMES" --size 64 --no-mel --seed 4 --quiet --overwrite ${SYNTH_ARGS:-}
 fi
 [[ -e $TREE/frames.lmdb ]] || python -m edtalk.data.store --root "$TREE" --quiet
 

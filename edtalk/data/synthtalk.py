@@ -24,7 +24,10 @@ Mouth, pose and expression are drawn from independent random streams, so across 
 statistically independent (identity too): a perfect extractor has no leakage to explain away.
 
 Audio follows the mouth: loudness ∝ opening, F1 rises with opening, F2 with width and falls with
-rounding (:func:`edtalk.data.synthtalk_render.synthesize_audio`), so audio→lip is learnable.
+rounding (:func:`edtalk.data.synthtalk_render.synthesize_audio`), so audio→lip is learnable.  With
+``--emotional-voice`` the MEAD clips' voices also carry their emotion (pitch, intonation depth,
+spectral tilt, tremor, breath; :data:`edtalk.data.synthtalk_render.VOICE_EMOTIONS`), so audio→emotion
+is learnable too; the loudness still follows the mouth alone.
 
 Library::
 
@@ -205,11 +208,12 @@ def face_boxes(landmarks: np.ndarray, size: int) -> np.ndarray:
 
 def make_clip(ident: Identity, num_frames: int, size: int = 64, rng: Optional[np.random.Generator] = None,
               emotion: Optional[str] = None, level: Optional[int] = None, factors: Optional[dict] = None,
-              pose_drift: float = 1.0) -> dict:
+              pose_drift: float = 1.0, emotional_voice: bool = False) -> dict:
     """Render one clip: {'frames' uint8 [T,S,S,3], 'audio' float32 [T·640], 'landmarks' float32
     [T,68,2], 'bbox' int64 [T,4], 'factors' {mouth, pose, expression, blink}}.
 
-    `factors` overrides sampling (used by swap tests); otherwise drawn from `rng`.
+    `factors` overrides sampling (used by swap tests); otherwise drawn from `rng`.  `emotional_voice`
+    colours the speech by `emotion` and `level` (:data:`VOICE_EMOTIONS`); off, the voice is neutral.
     """
     if num_frames < 1:
         raise InputError(f"a clip needs at least one frame, got {num_frames}")
@@ -223,7 +227,8 @@ def make_clip(ident: Identity, num_frames: int, size: int = 64, rng: Optional[np
     frames, landmarks = render_frames(ident, factors["mouth"], factors["pose"], factors["expression"],
                                       factors["blink"], size=size)
     t1 = time.perf_counter()
-    audio = synthesize_audio(factors["mouth"], ident, r_audio)
+    voice = (emotion, LEVEL_SCALE.get(level, 1.0)) if emotional_voice and emotion else (None, 1.0)
+    audio = synthesize_audio(factors["mouth"], ident, r_audio, *voice)
     t2 = time.perf_counter()
     return {"frames": frames, "audio": audio, "landmarks": landmarks, "bbox": face_boxes(landmarks, size),
             "factors": factors, "timing": {"render_s": t1 - t0, "audio_s": t2 - t1}}
@@ -373,7 +378,7 @@ def generate_mead(out: os.PathLike, speakers: int = 2, emotions: Sequence[str] =
                   levels: Sequence[int] = layout.LEVELS, clips_per: int = 1, frames=32, size: int = 64,
                   seed: int = 0, mel: bool = True, test_fraction: float = 0.25, overwrite: bool = False,
                   neutral_levels: bool = False, validate: bool = True, quiet: bool = True, stats: Optional[dict] = None,
-                  pose_drift: float = 1.0):
+                  pose_drift: float = 1.0, emotional_voice: bool = False):
     """Write a MEAD-style tree (``<speaker>#<emotion>#level_<k>#<nnn>``) at `out`.
 
     Neutral only at level 1 like MEAD unless `neutral_levels`.  Speakers M101, W102, …; the last
@@ -411,7 +416,8 @@ def generate_mead(out: os.PathLike, speakers: int = 2, emotions: Sequence[str] =
                 idents[spk] = sample_identity(np.random.default_rng([seed, 1, spk, 0]))
             rng = np.random.default_rng([seed, 1, spk, 1 + layout.EMOTIONS.index(e), lv, k])
             T = int(rng.integers(lo, hi + 1))
-            clip = make_clip(idents[spk], T, size, rng, emotion=e, level=lv, pose_drift=pose_drift)
+            clip = make_clip(idents[spk], T, size, rng, emotion=e, level=lv, pose_drift=pose_drift,
+                             emotional_voice=emotional_voice)
             _add_timing(stats, clip, T)
             name = layout.format_mead_name(_speaker_id(spk), e, lv, k + 1)
             names_by_speaker.setdefault(_speaker_id(spk), []).append(name)
@@ -424,6 +430,7 @@ def generate_mead(out: os.PathLike, speakers: int = 2, emotions: Sequence[str] =
     _write_manifest(root, {"generator": "synthtalk", "version": VERSION, "kind": "mead", "seed": seed, "size": size,
                            "speakers": speakers, "emotions": list(emotions), "levels": list(levels),
                            "clips_per": clips_per, "frames": [lo, hi], "mel": mel, "pose_drift": pose_drift,
+                           "emotional_voice": emotional_voice,
                            "test_speakers": sorted(test_speakers), "factors": _definitions()})
     return layout.validate_tree(root, "mead", check_media=True) if validate else None
 
@@ -484,11 +491,12 @@ def generate_hdtf(out: os.PathLike, videos: int = 2, seconds: float = 7.0, size:
 
 def generate(out: os.PathLike, kind: str = "both", **kwargs) -> dict:
     """Write ``out/mead`` and/or ``out/hdtf``; kwargs go to :func:`generate_mead` / :func:`generate_hdtf`
-    (``speakers, emotions, levels, clips_per, frames, neutral_levels, pose_drift`` → MEAD only; ``videos, seconds`` →
+    (``speakers, emotions, levels, clips_per, frames, neutral_levels, pose_drift, emotional_voice`` → MEAD only; ``videos, seconds`` →
     HDTF only; the rest to both).  Returns {kind: TreeReport or None}."""
     if kind not in ("mead", "hdtf", "both"):
         raise InputError(f"kind must be mead, hdtf or both, got {kind!r}")
-    mead_only = {"speakers", "emotions", "levels", "clips_per", "frames", "neutral_levels", "pose_drift"}
+    mead_only = {"speakers", "emotions", "levels", "clips_per", "frames", "neutral_levels", "pose_drift",
+                 "emotional_voice"}
     hdtf_only = {"videos", "seconds"}
     out = Path(out)
     reports = {}
@@ -541,6 +549,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--neutral-levels", action="store_true", help="neutral at every level (MEAD has level 1 only)")
     p.add_argument("--pose-drift", type=float, default=1.0,
                    help="MEAD: scale of the head motion within a clip (default 1; 32-frame clips barely move)")
+    p.add_argument("--emotional-voice", action="store_true",
+                   help="MEAD: colour each clip's voice by its emotion and level (pitch, intonation, timbre, "
+                        "tremor, breath); off, every voice is neutral and the audio carries no emotion")
     p.add_argument("--videos", type=int, default=2, help="HDTF source videos (default 2)")
     p.add_argument("--seconds", type=float, default=7.0, help="HDTF video length in seconds (default 7: clips of 5 s + 2 s)")
     p.add_argument("--test-fraction", type=float, default=0.25)
@@ -567,7 +578,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         t0 = time.perf_counter()
         reports = generate(args.out, kind=args.kind, size=args.size, seed=args.seed, speakers=args.speakers,
                            emotions=emotions, levels=levels, clips_per=args.clips_per, frames=args.frames,
-                           neutral_levels=args.neutral_levels, pose_drift=args.pose_drift, videos=args.videos, seconds=args.seconds,
+                           neutral_levels=args.neutral_levels, pose_drift=args.pose_drift,
+                           emotional_voice=args.emotional_voice, videos=args.videos, seconds=args.seconds,
                            test_fraction=args.test_fraction, mel=not args.no_mel, overwrite=args.overwrite,
                            validate=not args.no_validate, quiet=args.quiet, stats=stats)
         wall = time.perf_counter() - t0

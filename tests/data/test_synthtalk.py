@@ -234,3 +234,51 @@ def test_pose_drift_scales_the_motion_within_a_clip():
     assert ((ratio > 1.7) & (ratio <= 2.0 + 1e-6)).all(), ratio  # ×2, a little less where the range clips
     same = st.sample_factors(np.random.default_rng(4), 20)["pose"]
     assert np.array_equal(same, st.sample_factors(np.random.default_rng(4), 20, pose_drift=1.0)["pose"])
+
+
+def _pitch(wav: np.ndarray, lo: float = 60.0, hi: float = 400.0) -> float:
+    """Median autocorrelation pitch (Hz) over 40 ms windows of the voiced half of `wav`."""
+    win = 640
+    frames = wav[: len(wav) // win * win].reshape(-1, win)
+    loud = frames[np.argsort((frames ** 2).mean(1))[len(frames) // 2:]]
+    lags = np.arange(int(16000 / hi), int(16000 / lo))
+    found = []
+    for f in loud:
+        f = f - f.mean()
+        ac = np.array([np.dot(f[:-lag], f[lag:]) for lag in lags])
+        found.append(16000 / lags[np.argmax(ac)])
+    return float(np.median(found))
+
+
+def test_emotional_voice_moves_pitch_but_not_loudness():
+    from edtalk.data.synthtalk_render import VOICE_EMOTIONS, sample_identity, synthesize_audio
+
+    ident = sample_identity(np.random.default_rng(5))
+    mouth = st.sample_mouth(np.random.default_rng(6), 100).astype(np.float32)
+
+    def voice(*args):
+        return synthesize_audio(mouth, ident, np.random.default_rng(7), *args)
+
+    neutral = voice()
+    assert np.array_equal(neutral, voice("neutral", 1.0))  # same draws, same samples
+    assert np.array_equal(neutral, voice("sad", 0.0))
+    base = _pitch(neutral)
+    for emotion in ("happy", "sad", "surprised"):
+        ratio = _pitch(voice(emotion, 1.0)) / base
+        assert abs(ratio - VOICE_EMOTIONS[emotion][0]) < 0.05, (emotion, ratio)
+    rms = lambda w: np.sqrt((w.reshape(100, 640) ** 2).mean(1))  # noqa: E731
+    assert np.corrcoef(rms(voice("angry", 1.0)), rms(neutral))[0, 1] > 0.95
+
+
+def test_tree_option_colours_only_emotional_clips(tmp_path):
+    import soundfile as sf
+
+    kw = dict(speakers=1, emotions=("neutral", "happy"), levels=(1, 3), frames=12, size=32, mel=False,
+              validate=False, test_fraction=0.0)
+    st.generate_mead(tmp_path / "plain", **kw)
+    st.generate_mead(tmp_path / "emo", emotional_voice=True, **kw)
+    assert json.loads((tmp_path / "emo" / "synthtalk.json").read_text())["emotional_voice"] is True
+    for name, same in (("M101#neutral#level_1#001", True), ("M101#happy#level_3#001", False)):
+        a, _ = sf.read(str(tmp_path / "plain" / "audio" / f"{name}.wav"))
+        b, _ = sf.read(str(tmp_path / "emo" / "audio" / f"{name}.wav"))
+        assert np.array_equal(a, b) == same, name
