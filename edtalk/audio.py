@@ -233,6 +233,14 @@ def mel_windows(wav_path_or_array: AudioInput, sample_rate: int | None = None) -
     return torch.from_numpy(np.ascontiguousarray(windows)).unsqueeze(1)
 
 
+def frame_log_rms(wav_16k: np.ndarray) -> np.ndarray:
+    """log10 of each video frame's RMS (640 samples, + 1e-4 so silence stays finite): [T] float32,
+    T = N // 640 like :func:`mel_windows` (the pose flow's optional energy input, spec §8.5)."""
+    x = np.asarray(wav_16k, dtype=np.float64).reshape(-1)
+    frames = x[:frame_count(x.size) * SAMPLES_PER_FRAME].reshape(-1, SAMPLES_PER_FRAME)
+    return np.log10(np.sqrt((frames ** 2).mean(axis=1)) + 1e-4).astype(np.float32)
+
+
 # --------------------------------------------------------------------------- smoothing (§5.3)
 
 

@@ -56,13 +56,15 @@ def pose_flow(tree: str, run: str, config: str, out_dir: str) -> dict:
     from edtalk.train.stages.pose_flow import PoseFlowStage, clip_nll
 
     flow, a2l = load_pose_flow(run)
-    cfg = load_train_config(config, [f"data.root={tree}", f"model.audio2lip={Path(run) / 'export'}"])
+    energy = flow.config.energy
+    cfg = load_train_config(config, [f"data.root={tree}", f"model.audio2lip={Path(run) / 'export'}",
+                                     f"model.flow.energy={energy}"])
     stage = PoseFlowStage(cfg, torch.device("cpu"))
     stage.audio2lip = a2l
-    stage._table = clip_table(tree, layout.read_split(tree, "train"), a2l, "pose")
+    stage._table = clip_table(tree, layout.read_split(tree, "train"), a2l, "pose", energy=energy)
     torch.manual_seed(int(cfg.seed))
     baseline = stage.build_models()["flow"].eval()  # the untrained flow, same pose statistics
-    test = clip_table(tree, layout.read_split(tree, "test"), a2l, "pose")
+    test = clip_table(tree, layout.read_split(tree, "test"), a2l, "pose", energy=energy)
     report = {"held_out_clips": len(test)}
     for name, model in (("untrained", baseline), ("trained", flow)):
         report[f"nll_{name}"] = float(np.mean([clip_nll(model, t["motion"], t["audio"]) for t in test.values()]))

@@ -70,9 +70,20 @@ def emotion_label(name: str) -> int:
     return layout.EMOTIONS.index(layout.parse_mead_name(name).emotion)
 
 
-def clip_table(root, names: Sequence[str], audio2lip, part: Optional[str], progress: bool = False) -> Dict[str, dict]:
-    """name → {"audio": [T,512] embeddings, "motion": [T,dim] cached α of `part` (or None)},
-    both cut to the shorter of the two."""
+def with_energy(embeddings: torch.Tensor, wav: np.ndarray) -> torch.Tensor:
+    """[T,D] per-frame embeddings + one column, the frame's log-RMS (:func:`edtalk.audio.frame_log_rms`)
+    → [T,D+1]: the pose flow's optional energy input, added the same way in training and generation."""
+    from ..audio import frame_log_rms
+
+    energy = torch.from_numpy(frame_log_rms(wav))
+    n = min(len(embeddings), len(energy))
+    return torch.cat([embeddings[:n], energy[:n, None].to(embeddings.dtype)], dim=1)
+
+
+def clip_table(root, names: Sequence[str], audio2lip, part: Optional[str], progress: bool = False,
+               energy: bool = False) -> Dict[str, dict]:
+    """name → {"audio": [T,512] embeddings (+ a log-RMS column with `energy`), "motion": [T,dim]
+    cached α of `part` (or None)}, both cut to the shorter of the two."""
     from ..train.motion import load_motion
     from .audio_datasets import clip_mels
 
@@ -84,6 +95,10 @@ def clip_table(root, names: Sequence[str], audio2lip, part: Optional[str], progr
         items = tqdm(names, desc="audio embeddings", unit="clip", dynamic_ncols=True)
     for name in items:
         emb = audio_embeddings(audio2lip, clip_mels(root, name))
+        if energy:
+            from ..audio import load_audio
+
+            emb = with_energy(emb, load_audio(str(layout.clip_path(root, "audio", name))))
         motion = torch.from_numpy(load_motion(root, name, part)) if part else None
         n = len(emb) if motion is None else min(len(emb), len(motion))
         table[name] = {"audio": emb[:n], "motion": None if motion is None else motion[:n]}

@@ -3,7 +3,7 @@
 Per frame t the flow maps the standardised pose x_t ∈ R^6 to z_t ~ N(0, I) given a condition
 c_t = [previous `history` standardised poses (flattened) | audio embeddings of frames
 t−context…t+context, each the frozen Audio2Lip encoder's 512-d vector linearly projected to
-`audio_proj`, flattened].  `steps` flow steps, each ActNorm → invertible linear (LU) → affine
+`audio_proj`, flattened; with `energy` each frame's vector ends with its log-RMS].  `steps` flow steps, each ActNorm → invertible linear (LU) → affine
 coupling; the coupling's conditioner is an LSTM over time on [x_a, c_t] whose state is carried
 from frame to frame (x_a is unchanged by the coupling, so the same LSTM runs in both directions).
 
@@ -40,6 +40,7 @@ class PoseFlowConfig:
     hidden: int = 256          # LSTM width of each coupling
     lstm_layers: int = 2
     context_dropout: float = 0.5  # dropout on the pose history while training (MoGlow)
+    energy: bool = False       # the audio vectors end with the frame's log-RMS (audio_dim counts it)
 
     @classmethod
     def tiny(cls, **kw) -> "PoseFlowConfig":

@@ -88,7 +88,12 @@ def audio_pose_sequence(opts, wav: np.ndarray, own_pose: torch.Tensor) -> torch.
 
     flow, audio2lip = load_pose_flow(_pose_flow_path(opts))
     generator = torch.Generator().manual_seed(int(opts.seed))
-    poses = flow.sample(_embeddings(audio2lip, wav)[None], own_pose.float().cpu().reshape(1, -1),
+    audio = _embeddings(audio2lip, wav)
+    if flow.config.energy:
+        from ..data.sequence_datasets import with_energy
+
+        audio = with_energy(audio, wav)
+    poses = flow.sample(audio[None], own_pose.float().cpu().reshape(1, -1),
                         temperature=float(opts.pose_temperature), generator=generator)
     return poses[0].to(own_pose.device)
 

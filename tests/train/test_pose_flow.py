@@ -99,3 +99,39 @@ def test_training_lowers_the_nll_and_exports_what_generation_loads(pose_tree, tm
     before = np.mean([clip_nll(untrained, t["motion"], t["audio"]) for t in table.values()])
     after = np.mean([clip_nll(flow, t["motion"], t["audio"]) for t in table.values()])
     assert after < before - 1.0, (before, after)
+
+
+def test_frame_log_rms_is_per_video_frame():
+    from edtalk.audio import frame_log_rms
+
+    wav = np.concatenate([np.zeros(640), np.full(640, 0.5), -np.full(640, 0.01), np.ones(100)]).astype(np.float32)
+    np.testing.assert_allclose(frame_log_rms(wav), np.log10([1e-4, 0.5 + 1e-4, 0.01 + 1e-4]), rtol=1e-6)
+
+
+def test_energy_flow_trains_on_loudness_and_generation_feeds_it(pose_tree, tmp_path):
+    from edtalk.audio import frame_log_rms, load_audio, mel_windows
+    from edtalk.data.sequence_datasets import audio_embeddings, with_energy
+    from edtalk.pipelines.audio_drivers import audio_pose_sequence
+
+    root, a2l = pose_tree
+    name = layout.read_split(root, "train")[0]
+    plain = clip_table(root, [name], load_audio2lip(a2l), "pose")[name]["audio"]
+    table = clip_table(root, [name], load_audio2lip(a2l), "pose", energy=True)[name]["audio"]
+    wav = load_audio(str(layout.clip_path(root, "audio", name)))
+    assert torch.equal(table[:, :-1], plain) and torch.equal(table[:, -1], torch.from_numpy(frame_log_rms(wav)))
+    cfg = load_train_config(CONFIG, [f"data.root={root}", f"model.audio2lip={a2l}", f"run.dir={tmp_path}",
+                                     "run.progress=false", "model.flow.energy=true", "train.max_steps=3"])
+    flow, _ = load_pose_flow(train(cfg).exports[0])
+    assert flow.config.energy and flow.config.audio_dim == plain.shape[1] + 1
+
+    class Opts:  # what audio_pose_sequence reads of the generation options
+        pose_flow_checkpoint, checkpoint_dir, seed, pose_temperature = str(tmp_path / "export"), "unused", 0, 0.7
+
+    poses = audio_pose_sequence(Opts, wav, torch.zeros(1, 6))
+    flow, audio2lip = load_pose_flow(tmp_path / "export")
+    audio = with_energy(audio_embeddings(audio2lip, mel_windows(wav)), wav)
+    expected = flow.sample(audio[None], torch.zeros(1, 6), 0.7, generator=torch.Generator().manual_seed(0))[0]
+    assert poses.shape == (len(plain), 6) and torch.allclose(poses, expected)
+    zeroed = torch.cat([audio[:, :-1], torch.zeros_like(audio[:, -1:])], 1)  # the flow reads the loudness
+    assert not torch.allclose(flow.sample(zeroed[None], torch.zeros(1, 6), 0.7,
+                                          generator=torch.Generator().manual_seed(0))[0], expected)

@@ -27,7 +27,7 @@ POSE_FLOW_DEFAULTS = {
     "model": {
         "audio2lip": "???",   # frozen audio encoder: Audio2Lip.pt, a saved folder or an audio2lip run
         "flow": {"history": 10, "context": 5, "audio_proj": 64, "steps": 16, "hidden": 256, "lstm_layers": 2,
-                 "context_dropout": 0.5},
+                 "context_dropout": 0.5, "energy": False},   # energy: + per-frame log-RMS (spec §8.5)
     },
     "data": {"seq_len": 80},
     "optim": {"flow": {"lr": 1e-3, "betas": [0.9, 0.999]}},
@@ -54,7 +54,8 @@ class PoseFlowStage(Stage):
             names = layout.read_split(d.root, str(d.split))
             if not names:
                 raise EDTalkError(f"{d.root}/{d.split}.json lists no clips")
-            self._table = clip_table(d.root, names, self.audio2lip, "pose", progress=bool(self.cfg.run.progress))
+            self._table = clip_table(d.root, names, self.audio2lip, "pose", progress=bool(self.cfg.run.progress),
+                                     energy=bool(self.cfg.model.flow.energy))
         return self._table
 
     def build_models(self):
@@ -62,7 +63,7 @@ class PoseFlowStage(Stage):
         f = self.cfg.model.flow
         cfg = PoseFlowConfig(history=int(f.history), context=int(f.context), audio_proj=int(f.audio_proj),
                              steps=int(f.steps), hidden=int(f.hidden), lstm_layers=int(f.lstm_layers),
-                             context_dropout=float(f.context_dropout),
+                             context_dropout=float(f.context_dropout), energy=bool(f.energy),
                              audio_dim=int(next(iter(table.values()))["audio"].shape[1]))
         flow = PoseFlow(cfg)
         frames = torch.cat([t["motion"] for t in table.values()])
