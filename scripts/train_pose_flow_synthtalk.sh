@@ -23,7 +23,7 @@ THREADS=${THREADS:-2}
 if [[ "${SHORT:-0}" == 1 ]]; then
   SPEAKERS=${SPEAKERS:-4}; FRAMES=${FRAMES:-32-50}; STEPS=${STEPS:-300}
 else
-  SPEAKERS=${SPEAKERS:-16}; FRAMES=${FRAMES:-60-100}; STEPS=${STEPS:-6000}
+  SPEAKERS=${SPEAKERS:-16}; FRAMES=${FRAMES:-60-100}; STEPS=${STEPS:-600}  # later steps overfit the audio
 fi
 CONFIG=${CONFIG:-configs/train/pose_flow_synthtalk.yaml}
 ARGS=${ARGS:-}
