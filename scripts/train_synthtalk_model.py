@@ -9,7 +9,7 @@
 Phases (each skips when its export exists, so a killed run continues where it stopped; a training run
 resumes from the latest checkpoint in its run folder):
 
-  data       SynthTalk MEAD tree at 64x64: all 8 emotions, levels 1 and 3, audio + mel features, a quarter
+  data       SynthTalk MEAD tree at 64x64: all 8 emotions, levels 1 and 3, emotional voices, audio + mel, a quarter
              of the speakers held out (the test split) + its LMDB frame store       WORK/synth/mead
   stage1     lip-pose generator                 configs/train/stage1_synthtalk[_tiny].yaml   WORK/runs/stage1
   stage2     expression branch on stage 1       stage2_synthtalk[_tiny].yaml                 WORK/runs/stage2
@@ -171,9 +171,10 @@ def run_command(phase: str, cmd: list) -> None:
 
 
 def synthtalk_args(chain: Chain) -> list:
-    """The stage-1 proof's SynthTalk arguments, with audio + mel features and all 8 emotions
-    (audio2exp and the presets need every emotion, the audio stages the mel features)."""
-    args = [a for a in stage1_proof.SYNTH_ARGS if a != "--no-mel"]
+    """The stage-1 proof's SynthTalk arguments, with audio + mel features, all 8 emotions and emotional
+    voices (audio2exp and the presets need every emotion, the audio stages the mel features, and
+    audio2exp can only read the emotion from voices that carry it; the shipped model predates this)."""
+    args = [a for a in stage1_proof.SYNTH_ARGS if a != "--no-mel"] + ["--emotional-voice"]
     for option, value in (("--emotions", "all"), ("--frames", chain.frames)):
         if option in args:
             args[args.index(option) + 1] = value
