@@ -15,8 +15,8 @@
 #   5. proof: scripts/proof_audio_drivers.py audio2exp → WORK/audio2exp_report.json.
 # Transcripts are SYNTHETIC (edtalk.text_emotion.synthetic_transcript: a template sentence with an
 # emotion word chosen from the clip's label), so text accuracy here checks the pipeline, not real
-# speech.  SynthTalk audio is made from the mouth motion only and carries no emotion: audio-only
-# accuracy is expected to stay near chance (1/8) on it.
+# speech.  SynthTalk voices are neutral unless SYNTH_ARGS=--emotional-voice: without it audio-only
+# accuracy stays near chance (1/8); with it the voices carry the emotion (README has both runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,28 +31,6 @@ CONFIG=${CONFIG:-configs/train/audio2exp_synthtalk.yaml}
 ARGS=${ARGS:-}            # extra training overrides; SYNTH_ARGS: extra SynthTalk options (e.g. --emotional-voice)
 TREE=$WORK/synth/mead
 RUN=$WORK/audio2exp
-mkdir -p "$WORK"
-
-if [[ ! -f $TREE/test.json ]]; then
-  python -m edtalk.data.synthtalk --out "$WORK/synth" --kind mead --speakers "$SPEAKERS" --emotions all \
-    --levels 1,2,3 --clips-per 2 --frames "$FRAMES" --size 64 --no-mel --seed 4 --quiet --overwrite ${SYNTH_ARGS:-}
-fi
-[[ -e $TREE/frames.lmdb ]] || python -m edtalk.data.store --root "$TREE" --quiet
-
-if [[ -n "${GEN:-}" ]]; then
-  python -m edtalk.cli extract-motion --checkpoint "$GEN" --data "$TREE" --parts exp --split all
-elif [[ ! -d $TREE/EDTalk_exp_feature ]]; then
-  python scripts/proof_audio_drivers.py factors-cache "$TREE"
-fi
-
-if [[ -z "${A2L:-}" ]]; then
-  A2L=$WORK/audio2lip_random.pt
-  [[ -f $A2L ]] || python scripts/proof_audio_drivers.py random-audio2lip "$A2L"
-fi
-
-if [[ ! -f $RUN/export/audio2exp/model.safetensors ]]; then
-  python -m edtalk.cli train --config "$CONFIG" data.root="$TREE" model.audio2lip="$A2L" run.dir="$RUN" \
-    train.max_steps="$STEPS" train.threads="$THREADS" run.progress=false $ARGS
-fi
-
-THREADS=$THREADS python scripts/proof_audio_drivers.py audio2exp "$TREE" "$RUN" "$CONFIG" "$WORK"
+# shellcheck source=scripts/audio_driver_proof_steps.sh
+source scripts/audio_driver_proof_steps.sh
+run_audio_driver_proof audio2exp exp audio2exp --levels 1,2,3 --clips-per 2 --seed 4

@@ -29,33 +29,6 @@ CONFIG=${CONFIG:-configs/train/pose_flow_synthtalk.yaml}
 ARGS=${ARGS:-}
 TREE=$WORK/synth/mead
 RUN=$WORK/pose_flow
-mkdir -p "$WORK"
-
-# 1. data
-if [[ ! -f $TREE/test.json ]]; then
-  python -m edtalk.data.synthtalk --out "$WORK/synth" --kind mead --speakers "$SPEAKERS" --emotions all \
-    --levels 3 --frames "$FRAMES" --size 64 --no-mel --seed 3 --quiet --overwrite
-fi
-[[ -e $TREE/frames.lmdb ]] || python -m edtalk.data.store --root "$TREE" --quiet
-
-# 2. α_p cache
-if [[ -n "${GEN:-}" ]]; then
-  python -m edtalk.cli extract-motion --checkpoint "$GEN" --data "$TREE" --parts pose --split all
-elif [[ ! -d $TREE/EDTalk_pose_feature ]]; then
-  python scripts/proof_audio_drivers.py factors-cache "$TREE"
-fi
-
-# 3. audio encoder
-if [[ -z "${A2L:-}" ]]; then
-  A2L=$WORK/audio2lip_random.pt
-  [[ -f $A2L ]] || python scripts/proof_audio_drivers.py random-audio2lip "$A2L"
-fi
-
-# 4. training (resumes from its latest checkpoint)
-if [[ ! -f $RUN/export/pose_flow/model.safetensors ]]; then
-  python -m edtalk.cli train --config "$CONFIG" data.root="$TREE" model.audio2lip="$A2L" run.dir="$RUN" \
-    train.max_steps="$STEPS" train.threads="$THREADS" run.progress=false $ARGS
-fi
-
-# 5. proof
-THREADS=$THREADS python scripts/proof_audio_drivers.py pose-flow "$TREE" "$RUN" "$CONFIG" "$WORK"
+# shellcheck source=scripts/audio_driver_proof_steps.sh
+source scripts/audio_driver_proof_steps.sh
+run_audio_driver_proof pose-flow pose pose_flow --levels 3 --seed 3
