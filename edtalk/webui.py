@@ -39,6 +39,7 @@ REPO_EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 EXP_OWN, EXP_PRESET, EXP_BLEND, EXP_FILE = ("source's own", "preset", "blend of two presets",
                                             "from a video or image")
+EXP_SPEECH = "from the speech (and text)"  # the audio/text-to-expression predictor (--exp audio, --exp-text)
 AUTO_MODEL = ""  # the dropdown value for "pick like the CLI does"
 UPLOADS = {  # upload box: (its name in messages, accepted kinds)
     "identity": ("Identity", ("image", "video")), "audio": ("Audio", ("audio",)), "lip": ("Lip video", ("video",)),
@@ -104,6 +105,8 @@ class Form:
     preset2: str = "surprised"
     blend: float = 0.3
     exp_file: Optional[str] = None
+    exp_text: str = ""          # with EXP_SPEECH: an optional sentence whose emotion words also count
+    pose_from_speech: bool = False  # the audio-to-pose flow samples the head motion (--pose audio)
     model: str = AUTO_MODEL
     crop: bool = True
     paste_back: bool = False
@@ -129,7 +132,20 @@ def expression_spec(form: Form) -> str:
         if not form.exp_file:
             raise InputError("Expression: upload a video or image of a face, or pick another expression source")
         return form.exp_file
+    if form.exp_choice == EXP_SPEECH:
+        if not form.audio:
+            raise InputError("Expression from the speech needs speech audio; upload it or pick another source")
+        return "audio"
     return "none"
+
+
+def pose_spec(form: Form) -> str:
+    """The `--pose` value: sampled from the speech, a pose video, or the source's own pose."""
+    if form.pose_from_speech:
+        if not form.audio:
+            raise InputError("Head pose from the speech needs speech audio; upload it or untick the box")
+        return "audio"
+    return form.pose or "fixed"
 
 
 def check_form(form: Form) -> None:
@@ -146,8 +162,9 @@ def check_form(form: Form) -> None:
 
 def build_options(form: Form, out: Path, checkpoint_dir: str, device: str) -> GenerateOptions:
     values = dict(
-        source=form.identity, out=str(out), lip=form.lip, audio=form.audio, pose=form.pose or "fixed",
+        source=form.identity, out=str(out), lip=form.lip, audio=form.audio, pose=pose_spec(form),
         exp=expression_spec(form), exp_intensity=float(form.intensity),
+        exp_text=(form.exp_text or "").strip() or None if form.exp_choice == EXP_SPEECH else None,
         checkpoint=form.model or None, checkpoint_dir=checkpoint_dir, device=device,
         batch_size=int(form.batch_size) if form.batch_size and form.batch_size > 0 else None,
         crop=bool(form.crop), paste_back=bool(form.paste_back), smoothing=form.smoothing, face_sr=bool(form.face_sr),
@@ -253,7 +270,10 @@ class WebUI:
 FLAG_NAMES = {"--exp none": "the source's own expression", "--exp-intensity": "the intensity",
               "--exp": "the expression", "--source": "the identity", "--audio": "the audio", "--lip": "the lip video",
               "--pose": "the pose video", "--checkpoint-dir": "the checkpoint folder", "--checkpoint": "the model",
-              "--batch-size": "the batch size", "--paste-back": "paste-back", "--no-crop": "no face crop"}
+              "--batch-size": "the batch size", "--paste-back": "paste-back", "--no-crop": "no face crop",
+              "--pose audio": "head pose from the speech", "--exp audio": "expression from the speech",
+              "--exp-text": "the transcript", "--pose-flow-checkpoint": "a pose_flow/ model in the checkpoint folder",
+              "--exp-predictor-checkpoint": "an audio2exp/ model in the checkpoint folder"}
 FLAG_PATTERN = re.compile("|".join(re.escape(f) + r"(?![\w-])" for f in FLAG_NAMES))
 
 
@@ -302,8 +322,11 @@ def build_app(ui: WebUI):
                     boxes["audio"] = upload_box("audio", "Mouth: speech audio (also the soundtrack)")
                     boxes["lip"] = upload_box("lip", "Mouth: lip video (instead of, or with, audio)")
                 boxes["pose"] = upload_box("pose", "Head pose: a video (empty: the source's own pose, fixed)")
+                pose_from_speech = gr.Checkbox(False, label="head pose from the speech (audio-to-pose flow; "
+                                                            "needs pose_flow/ in the checkpoint folder)",
+                                               elem_id="pose-from-speech")
                 upload_info = gr.Markdown(elem_id="upload-info")
-                exp_choice = gr.Radio([EXP_OWN, EXP_PRESET, EXP_BLEND, EXP_FILE], value=EXP_OWN,
+                exp_choice = gr.Radio([EXP_OWN, EXP_PRESET, EXP_BLEND, EXP_FILE, EXP_SPEECH], value=EXP_OWN,
                                       label="Expression", elem_id="exp-choice")
                 names = preset_names()  # the active table: official, or $EDTALK_PRESETS
                 first, second = default_presets(names)
@@ -316,6 +339,9 @@ def build_app(ui: WebUI):
                     blend = gr.Slider(0, 1, value=0.3, step=0.05, label="weight of the second preset")
                 with gr.Row(visible=False) as exp_file_row:
                     boxes["exp_file"] = upload_box("exp_file", "Expression: a video or image of a face")
+                with gr.Row(visible=False) as exp_text_row:
+                    exp_text = gr.Textbox(label="transcript (optional): its emotion words count too",
+                                          placeholder="what a lovely day", elem_id="exp-text")
                 with gr.Accordion("Model and options", open=False):
                     model = gr.Dropdown([MODEL_AUTO_CHOICE] + available_models(ui.checkpoint_dir), value=AUTO_MODEL,
                                         label="model (from the checkpoint folder)", elem_id="model")
@@ -334,7 +360,7 @@ def build_app(ui: WebUI):
                 summary = gr.Markdown(elem_id="summary")
 
         components = dict(boxes, exp_choice=exp_choice, preset=preset, intensity=intensity, preset2=preset2,
-                          blend=blend, model=model, crop=crop, paste_back=paste_back, smoothing=smoothing,
+                          blend=blend, exp_text=exp_text, pose_from_speech=pose_from_speech, model=model, crop=crop, paste_back=paste_back, smoothing=smoothing,
                           batch_size=batch_size, face_sr=face_sr)
 
         def on_generate(values: dict, request: gr.Request, progress=gr.Progress(track_tqdm=True)):
@@ -365,9 +391,9 @@ def build_app(ui: WebUI):
 
         def show_expression_widgets(choice: str):
             return (gr.Row(visible=choice in (EXP_PRESET, EXP_BLEND)), gr.Row(visible=choice == EXP_BLEND),
-                    gr.Row(visible=choice == EXP_FILE))
+                    gr.Row(visible=choice == EXP_FILE), gr.Row(visible=choice == EXP_SPEECH))
 
-        exp_choice.change(show_expression_widgets, exp_choice, [preset_row, blend_row, exp_file_row],
+        exp_choice.change(show_expression_widgets, exp_choice, [preset_row, blend_row, exp_file_row, exp_text_row],
                           concurrency_limit=None, show_progress="hidden")
         button.click(on_generate, set(components.values()), [video, summary], concurrency_id="generate")
 

@@ -10,9 +10,9 @@ from edtalk.errors import EDTalkError, InputError
 from edtalk.pipelines.generate import GenerateOptions
 from edtalk.presets import expression_from_spec, preset
 from edtalk.video import probe_video
-from edtalk.webui import (EXP_BLEND, EXP_FILE, EXP_PRESET, LIMIT_MB, Form, ModelCache, WebUI, available_models,
-                          build_options, check_upload, checkpoint_notice, default_presets, expression_spec,
-                          public_message)
+from edtalk.webui import (EXP_BLEND, EXP_FILE, EXP_PRESET, EXP_SPEECH, LIMIT_MB, Form, ModelCache, WebUI,
+                          available_models, build_options, check_upload, checkpoint_notice, default_presets,
+                          expression_spec, public_message)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -125,3 +125,36 @@ def test_generate_errors_name_the_page_fields_not_cli_flags(tiny_ckpt_dir, speec
     assert message.startswith("the pose video does not apply to dubbing") and "--" not in message
     assert public_message(EDTalkError("use --exp none; --exp-intensity and --checkpoint-dir"), Form()) == \
         "use the source's own expression; the intensity and the checkpoint folder"
+
+
+def test_pose_and_expression_from_the_speech_map_to_the_cli_values(tmp_path):
+    form = Form(identity="a.png", audio="s.wav", pose="p.mp4", pose_from_speech=True, exp_choice=EXP_SPEECH,
+                exp_text="  what a lovely day ")
+    opts = build_options(form, tmp_path / "o.mp4", "ckpts", "cpu")
+    assert (opts.pose, opts.exp, opts.exp_text) == ("audio", "audio", "what a lovely day")
+    blank = build_options(dataclasses.replace(form, exp_text=" ", pose_from_speech=False), tmp_path / "o.mp4", "c", "cpu")
+    assert (blank.pose, blank.exp, blank.exp_text) == ("p.mp4", "audio", None)
+    other = build_options(dataclasses.replace(form, exp_choice=EXP_PRESET), tmp_path / "o.mp4", "c", "cpu")
+    assert other.exp_text is None  # the transcript belongs to the speech predictor only
+    for bad, field in ((dataclasses.replace(form, audio=None, lip="l.mp4"), "Head pose from the speech"),
+                       (dataclasses.replace(form, audio=None, lip="l.mp4", pose_from_speech=False),
+                        "Expression from the speech")):
+        with pytest.raises(InputError, match=field):
+            build_options(bad, tmp_path / "o.mp4", "c", "cpu")
+
+
+def test_the_bundled_chain_runs_with_pose_and_expression_from_the_speech(tiny_synthtalk_model, tiny_ckpt_dir,
+                                                                          tmp_path):
+    out = tiny_synthtalk_model["out"]  # the tiny chain's output folder: EDTalk/, pose_flow/, audio2exp/, ...
+    ui = WebUI(checkpoint_dir=str(out), device="cpu", work_dir=tmp_path / "work")
+    form = Form(identity=str(EXAMPLES / "synthtalk_face.png"), audio=str(EXAMPLES / "synthtalk_speech.wav"),
+                crop=False, pose_from_speech=True, exp_choice=EXP_SPEECH, exp_text="what a lovely day")
+    path, summary = ui.run(form, "s")
+    assert summary.startswith("**100 frames**") and probe_video(path)["frames"] == 100
+    official = WebUI(checkpoint_dir=str(tiny_ckpt_dir), device="cpu", work_dir=tmp_path / "w2")  # no flow/predictor
+    for asked, missing in ((form, "an audio2exp/ model in the checkpoint folder"),
+                           (dataclasses.replace(form, exp_choice=EXP_PRESET), "a pose_flow/ model in the checkpoint folder")):
+        with pytest.raises(EDTalkError) as err:
+            official.run(asked, "s")
+        message = public_message(err.value, asked)
+        assert missing in message and "-checkpoint" not in message, message
