@@ -186,9 +186,21 @@ def available_models(checkpoint_dir) -> List[Tuple[str, str]]:
     labels = {EDTALK_FILE: "full: mouth + pose + expression", LIP_POSE_FILE: "lip-pose: no expression space"}
     found = [(f"{name} ({what})", str(folder / name)) for name, what in labels.items() if (folder / name).is_file()]
     if folder.is_dir():
-        found += [(f"{d.name}/ (saved model)", str(d)) for d in sorted(folder.iterdir())
-                  if (d / "config.json").is_file() and (d / "model.safetensors").is_file()]
+        found += [(f"{d.name}/ (saved model)", str(d)) for d in sorted(folder.iterdir()) if _is_saved_generator(d)]
     return found
+
+
+def _is_saved_generator(folder: Path) -> bool:
+    """A saved EDTalk generator folder (not Audio2Lip/, pose_flow/, audio2exp/ or syncnet/ beside it)."""
+    import json
+
+    config = folder / "config.json"
+    if not (config.is_file() and (folder / "model.safetensors").is_file()):
+        return False
+    try:
+        return json.loads(config.read_text()).get("model_type", "edtalk") == "edtalk"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _stamp(path: Optional[Path]):
@@ -289,7 +301,8 @@ def checkpoint_notice(checkpoint_dir) -> str:
     if available_models(checkpoint_dir):
         return ""
     return (f"⚠️ No generator checkpoint in `{checkpoint_dir}`: run `edtalk download` (or start the page "
-            "with `--checkpoint-dir DIR`), then reload this page.")
+            "with `--checkpoint-dir DIR`; `--checkpoint-dir checkpoints/synthtalk` is the bundled model for "
+            "SynthTalk cartoon faces), then reload this page.")
 
 
 def _theme():

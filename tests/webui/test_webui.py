@@ -158,3 +158,9 @@ def test_the_bundled_chain_runs_with_pose_and_expression_from_the_speech(tiny_sy
             official.run(asked, "s")
         message = public_message(err.value, asked)
         assert missing in message and "-checkpoint" not in message, message
+
+
+def test_only_generators_are_offered_as_models():
+    shipped = Path(__file__).resolve().parents[2] / "checkpoints" / "synthtalk"
+    assert [label for label, _ in available_models(shipped)] == ["EDTalk/ (saved model)",
+                                                                "EDTalk_lip_pose/ (saved model)"]
