@@ -240,6 +240,20 @@ def save_pretrained(model: torch.nn.Module, directory) -> Path:
     return directory
 
 
+def saved_model_type(directory) -> Optional[str]:
+    """The `model_type` of a saved model folder (config + weights; "edtalk" when the config names
+    none), or None when `directory` is not one or its config is unreadable."""
+    directory = Path(directory)
+    cfg_path = directory / CONFIG_NAME
+    if not cfg_path.is_file() or not (directory / WEIGHTS_NAME).is_file():
+        return None
+    try:
+        data = json.loads(cfg_path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data.get("model_type", "edtalk") if isinstance(data, dict) else None
+
+
 def load_pretrained(directory, expected: Optional[str] = None, device=None):
     from safetensors.torch import load_file
 

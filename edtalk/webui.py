@@ -164,7 +164,7 @@ def build_options(form: Form, out: Path, checkpoint_dir: str, device: str) -> Ge
     values = dict(
         source=form.identity, out=str(out), lip=form.lip, audio=form.audio, pose=pose_spec(form),
         exp=expression_spec(form), exp_intensity=float(form.intensity),
-        exp_text=(form.exp_text or "").strip() or None if form.exp_choice == EXP_SPEECH else None,
+        exp_text=((form.exp_text or "").strip() or None) if form.exp_choice == EXP_SPEECH else None,
         checkpoint=form.model or None, checkpoint_dir=checkpoint_dir, device=device,
         batch_size=int(form.batch_size) if form.batch_size and form.batch_size > 0 else None,
         crop=bool(form.crop), paste_back=bool(form.paste_back), smoothing=form.smoothing, face_sr=bool(form.face_sr),
@@ -192,15 +192,9 @@ def available_models(checkpoint_dir) -> List[Tuple[str, str]]:
 
 def _is_saved_generator(folder: Path) -> bool:
     """A saved EDTalk generator folder (not Audio2Lip/, pose_flow/, audio2exp/ or syncnet/ beside it)."""
-    import json
+    from .checkpoints import saved_model_type
 
-    config = folder / "config.json"
-    if not (config.is_file() and (folder / "model.safetensors").is_file()):
-        return False
-    try:
-        return json.loads(config.read_text()).get("model_type", "edtalk") == "edtalk"
-    except (OSError, ValueError, AttributeError):
-        return False
+    return saved_model_type(folder) == "edtalk"
 
 
 def _stamp(path: Optional[Path]):
@@ -373,8 +367,8 @@ def build_app(ui: WebUI):
                 summary = gr.Markdown(elem_id="summary")
 
         components = dict(boxes, exp_choice=exp_choice, preset=preset, intensity=intensity, preset2=preset2,
-                          blend=blend, exp_text=exp_text, pose_from_speech=pose_from_speech, model=model, crop=crop, paste_back=paste_back, smoothing=smoothing,
-                          batch_size=batch_size, face_sr=face_sr)
+                          blend=blend, exp_text=exp_text, pose_from_speech=pose_from_speech, model=model, crop=crop,
+                          paste_back=paste_back, smoothing=smoothing, batch_size=batch_size, face_sr=face_sr)
 
         def on_generate(values: dict, request: gr.Request, progress=gr.Progress(track_tqdm=True)):
             form = Form(**{name: values[box] for name, box in components.items()})

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from .. import audio as audio_lib
+from ..checkpoints import CONFIG_NAME
 from ..errors import CheckpointError, EDTalkError, InputError
 from ..presets import expression_from_spec, is_preset_spec, load_weights_file, parse_preset_spec
 from .audio_drivers import (PREDICTED_EXP, audio_pose_sequence, pose_is_audio, predicted_expression,
@@ -154,7 +155,7 @@ def model_part(folder: Path, file_name: str) -> Optional[Path]:
     """`EDTalk.pt` (an official-format file) or `EDTalk/` (a saved model folder: model.safetensors +
     config.json) in `folder`, whichever is there; None when neither is."""
     for candidate in (folder / file_name, folder / Path(file_name).stem):
-        if candidate.is_file() or (candidate / "config.json").is_file():
+        if candidate.is_file() or (candidate / CONFIG_NAME).is_file():
             return candidate
     return None
 

@@ -534,10 +534,11 @@ class Trainer:
         """Whether the wall-clock budget is spent; rank 0's clock decides, so every rank stops at one step."""
         if deadline is None:
             return False
-        flag = torch.tensor([float(time.monotonic() >= deadline)], device=self.device if self.dist.enabled and
-                            self.device.type == "cuda" else "cpu")
-        if self.dist.enabled:
-            dist.broadcast(flag, src=0)
+        spent = time.monotonic() >= deadline
+        if not self.dist.enabled:
+            return spent
+        flag = torch.tensor([float(spent)], device=self.device if self.device.type == "cuda" else "cpu")
+        dist.broadcast(flag, src=0)
         return bool(flag.item())
 
     def train(self) -> TrainResult:

@@ -164,3 +164,13 @@ def test_only_generators_are_offered_as_models():
     shipped = Path(__file__).resolve().parents[2] / "checkpoints" / "synthtalk"
     assert [label for label, _ in available_models(shipped)] == ["EDTalk/ (saved model)",
                                                                 "EDTalk_lip_pose/ (saved model)"]
+
+
+def test_a_folder_with_an_unreadable_config_is_not_offered(tmp_path):
+    from edtalk.checkpoints import saved_model_type
+
+    bad = tmp_path / "Broken"
+    bad.mkdir()
+    (bad / "config.json").write_text("{not json")
+    (bad / "model.safetensors").write_bytes(b"")
+    assert saved_model_type(bad) is None and available_models(tmp_path) == []
