@@ -17,7 +17,9 @@ Factors (per frame; ranges are hard limits):
 - expression [T,6]: ``brow_raise`` [-1,1], ``brow_furrow`` [0,1], ``eyelid`` [-1,1] (wide +, squint
   −), ``cheek`` [0,1], ``corner_curve`` [-1,1] (smile +, frown −), ``corner_asym`` [0,1] (one-sided
   smile, contempt): level/3 × :data:`EMOTION_VECTORS`[emotion] plus smooth jitter (std 0.08).
-  HDTF-style videos have no label: a weak random emotion mixture that drifts.
+  HDTF-style videos have no label: a weak random emotion mixture that drifts.  With
+  ``--exp-change P`` a non-neutral MEAD clip, with probability P, blends part-way (over 4–8
+  frames) into another emotion/level of the tree; its per-frame factors follow the blend.
 - blink [T] [0,1]: 1 = closed; one blink every 1.6–4.8 s.
 
 Mouth, pose and expression are drawn from independent random streams, so across clips they are
@@ -40,11 +42,13 @@ CLI::
 
     python -m edtalk.data.synthtalk --out DIR [--kind mead|hdtf|both] [--size 64] [--seed 0]
         [--speakers 2] [--emotions all] [--levels 1,2,3] [--clips-per 1] [--frames 32|25-50]
+        [--pose-drift 1] [--pose-range 1] [--exp-change 0] [--emotional-voice]
         [--videos 2] [--seconds 7] [--no-mel] [--overwrite] [--quiet]
 
 Trees go to ``DIR/mead`` and ``DIR/hdtf``.  Same seed and options ⇒ identical bytes (one clip's
-content depends only on the seed and its own speaker/emotion/level/index, not on the other
-options).
+content depends only on the seed, the factor options ``--pose-drift/--pose-range/--exp-change``
+and its own speaker/emotion/level/index, not on the other options; with ``--exp-change`` the
+labels a clip may change to are the tree's, so ``--emotions``/``--levels`` matter too).
 """
 
 from __future__ import annotations
@@ -133,26 +137,58 @@ def sample_mouth(rng: np.random.Generator, T: int) -> np.ndarray:
     return np.clip(mouth, [0.0, -1.0, 0.0], [1.0, 1.0, 1.0])
 
 
-def sample_pose(rng: np.random.Generator, T: int, drift: float = 1.0) -> np.ndarray:
-    """[T,6] yaw, pitch, roll, tx, ty, scale: clip offset + smooth drift (amplitude × `drift`)."""
+def sample_pose(rng: np.random.Generator, T: int, drift: float = 1.0, pose_range: float = 1.0) -> np.ndarray:
+    """[T,6] yaw, pitch, roll, tx, ty, scale: clip offset + smooth drift (amplitude × `drift`).
+
+    `pose_range` K widens the head motion *within* the clip: the deviations of yaw, pitch, roll,
+    tx and ty from the clip's own mean pose are multiplied by K (scale is left alone), so their
+    within-clip std grows by K on top of `drift` (the two multiply).  With K ≠ 1 the clip's mean
+    pose is then moved inwards where needed so that the wider motion stays inside the factor
+    limits instead of being cut off at them (it is cut only when the motion alone is wider than
+    the limits).  K = 1 is the original sampler, draw for draw.  The random draws do not depend
+    on K, so a clip keeps its mean pose and the shape of its motion across values of K.
+    """
+    if not np.isfinite(pose_range) or pose_range < 0:
+        raise InputError(f"pose range must be a finite number ≥ 0, got {pose_range!r}")
     offset = rng.uniform([-0.2, -0.12, -0.1, -0.03, -0.03, 0.92], [0.2, 0.12, 0.1, 0.03, 0.03, 1.08])
     amp = np.array([0.12, 0.08, 0.06, 0.015, 0.015, 0.02]) * drift
-    return np.clip(offset + amp * _smooth_noise(rng, T, 6, 12.0), POSE_LOW, POSE_HIGH)
+    if pose_range == 1.0:
+        return np.clip(offset + amp * _smooth_noise(rng, T, 6, 12.0), POSE_LOW, POSE_HIGH)
+    motion = amp * _smooth_noise(rng, T, 6, 12.0)
+    mean = motion.mean(0)
+    motion[:, :5] = mean[:5] + pose_range * (motion[:, :5] - mean[:5])
+    lo, hi = POSE_LOW - motion.min(0), POSE_HIGH - motion.max(0)  # offsets that keep the clip inside
+    offset = np.where(lo <= hi, np.clip(offset, lo, np.maximum(lo, hi)), 0.5 * (lo + hi))
+    return np.clip(offset + motion, POSE_LOW, POSE_HIGH)
+
+
+def _check_label(emotion, level) -> None:
+    if emotion not in EMOTION_VECTORS:
+        raise InputError(f"unknown emotion {emotion!r}; expected one of {', '.join(layout.EMOTIONS)}")
+    if level not in LEVEL_SCALE:
+        raise InputError(f"level must be 1, 2 or 3, got {level!r}")
 
 
 def sample_expression(rng: np.random.Generator, T: int, emotion: Optional[str] = None,
-                      level: Optional[int] = None) -> np.ndarray:
-    """[T,6] expression: emotion vector × level/3 + smooth jitter; None = unlabelled drift (HDTF)."""
+                      level: Optional[int] = None, change: Optional[tuple] = None) -> np.ndarray:
+    """[T,6] expression: emotion vector × level/3 + smooth jitter; None = unlabelled drift (HDTF).
+
+    `change` = (emotion2, level2, weight [T] in [0,1]) blends the base per frame towards a second
+    label: base(t) = (1 − w_t)·vector(emotion, level) + w_t·vector(emotion2, level2) (labelled
+    clips only); the jitter is drawn exactly as without it.
+    """
     if emotion is None:
         name = layout.EMOTIONS[int(rng.integers(len(layout.EMOTIONS)))]
         base = EMOTION_VECTORS[name] * rng.uniform(0.0, 0.5)
         drift = 0.15 * _smooth_noise(rng, T, 6, 40.0)
     else:
-        if emotion not in EMOTION_VECTORS:
-            raise InputError(f"unknown emotion {emotion!r}; expected one of {', '.join(layout.EMOTIONS)}")
-        if level not in LEVEL_SCALE:
-            raise InputError(f"level must be 1, 2 or 3, got {level!r}")
+        _check_label(emotion, level)
         base = EMOTION_VECTORS[emotion] * LEVEL_SCALE[level]
+        if change is not None:
+            emotion2, level2, weight = change
+            _check_label(emotion2, level2)
+            weight = np.asarray(weight, dtype=np.float64).reshape(T, 1)
+            base = (1.0 - weight) * base + weight * (EMOTION_VECTORS[emotion2] * LEVEL_SCALE[level2])
         drift = 0.0
     jitter = 0.08 * _smooth_noise(rng, T, 6, 6.0)
     return np.clip(base + drift + jitter, EXPRESSION_LOW, EXPRESSION_HIGH)
@@ -172,17 +208,64 @@ def sample_blinks(rng: np.random.Generator, T: int) -> np.ndarray:
     return blink
 
 
+def default_change_targets(emotion: str, level: int) -> list:
+    """Every (emotion, level) of MEAD's label set (neutral at level 1 only) except (emotion, level)."""
+    return [(e, lv) for e in layout.EMOTIONS for lv in ((1,) if e == "neutral" else layout.LEVELS)
+            if (e, lv) != (emotion, level)]
+
+
+def sample_change(rng: np.random.Generator, T: int, emotion: Optional[str], level: Optional[int],
+                  rate: float, targets: Optional[Sequence[tuple]] = None) -> Optional[dict]:
+    """With probability `rate`, an expression change for a labelled, non-neutral clip of T ≥ 4 frames:
+    {"emotion", "level" (the label it changes to, from `targets`, default :func:`default_change_targets`),
+    "start" (first frame of the transition), "frames" (its length, 4–8 frames, at most T/3),
+    "weight" float32 [T] (0 before, smoothstep to 1 over the transition, 1 after)}; else None.
+    Neutral clips never change (they are the neutral sources of stages 0 and 2)."""
+    if not 0.0 <= rate <= 1.0:
+        raise InputError(f"expression change rate must be in [0, 1], got {rate!r}")
+    u = rng.random()
+    if emotion is None or emotion == "neutral" or T < 4 or u >= rate:
+        return None
+    pool = [tuple(t) for t in (targets if targets is not None else default_change_targets(emotion, level))
+            if tuple(t) != (emotion, level)]
+    if not pool:
+        return None
+    emotion2, level2 = pool[int(rng.integers(len(pool)))]
+    frames = min(int(rng.integers(4, 9)), max(1, T // 3))
+    lo = T // 4
+    hi = max(lo, T - T // 4 - frames)
+    start = int(rng.integers(lo, hi + 1))
+    x = np.clip((np.arange(T) - start + 0.5) / frames, 0.0, 1.0)
+    weight = (x * x * (3.0 - 2.0 * x)).astype(np.float32)
+    return {"emotion": emotion2, "level": int(level2), "start": start, "frames": frames, "weight": weight}
+
+
 def sample_factors(rng: np.random.Generator, T: int, emotion: Optional[str] = None,
-                   level: Optional[int] = None, pose_drift: float = 1.0) -> dict:
+                   level: Optional[int] = None, pose_drift: float = 1.0, pose_range: float = 1.0,
+                   exp_change: float = 0.0, change_targets: Optional[Sequence[tuple]] = None) -> dict:
     """All per-frame factors of one clip; every group from its own child stream (independent).
-    `pose_drift` scales the within-clip head motion (short clips barely move at 1)."""
+    `pose_drift` scales the within-clip head motion (short clips barely move at 1); `pose_range`
+    widens it around the clip's mean pose (:func:`sample_pose`).  `exp_change` is the probability
+    that a labelled, non-neutral clip changes its expression part-way to another (emotion, level)
+    of `change_targets` (:func:`sample_change`); the per-frame expression follows the change, and
+    the dict then also holds "change" (that description, or None for a clip that does not change).
+    The defaults draw exactly what they always drew."""
+    if not 0.0 <= exp_change <= 1.0:
+        raise InputError(f"expression change rate must be in [0, 1], got {exp_change!r}")
     r_mouth, r_pose, r_exp, r_blink = rng.spawn(4)
-    return {
+    change = None
+    if exp_change > 0:  # a fifth child stream: the first four, and so the other factors, are unchanged
+        change = sample_change(rng.spawn(1)[0], T, emotion, level, float(exp_change), change_targets)
+    factors = {
         "mouth": sample_mouth(r_mouth, T).astype(np.float32),
-        "pose": sample_pose(r_pose, T, pose_drift).astype(np.float32),
-        "expression": sample_expression(r_exp, T, emotion, level).astype(np.float32),
+        "pose": sample_pose(r_pose, T, pose_drift, pose_range).astype(np.float32),
+        "expression": sample_expression(r_exp, T, emotion, level, None if change is None else
+                                         (change["emotion"], change["level"], change["weight"])).astype(np.float32),
         "blink": sample_blinks(r_blink, T).astype(np.float32),
     }
+    if exp_change > 0:
+        factors["change"] = change
+    return factors
 
 
 # --------------------------------------------------------------------------- clips
@@ -208,12 +291,15 @@ def face_boxes(landmarks: np.ndarray, size: int) -> np.ndarray:
 
 def make_clip(ident: Identity, num_frames: int, size: int = 64, rng: Optional[np.random.Generator] = None,
               emotion: Optional[str] = None, level: Optional[int] = None, factors: Optional[dict] = None,
-              pose_drift: float = 1.0, emotional_voice: bool = False) -> dict:
+              pose_drift: float = 1.0, emotional_voice: bool = False, pose_range: float = 1.0,
+              exp_change: float = 0.0, change_targets: Optional[Sequence[tuple]] = None) -> dict:
     """Render one clip: {'frames' uint8 [T,S,S,3], 'audio' float32 [T·640], 'landmarks' float32
     [T,68,2], 'bbox' int64 [T,4], 'factors' {mouth, pose, expression, blink}}.
 
-    `factors` overrides sampling (used by swap tests); otherwise drawn from `rng`.  `emotional_voice`
+    `factors` overrides sampling (used by swap tests); otherwise drawn from `rng` (`pose_drift`,
+    `pose_range`, `exp_change`, `change_targets`: see :func:`sample_factors`).  `emotional_voice`
     colours the speech by `emotion` and `level` (:data:`VOICE_EMOTIONS`); off, the voice is neutral.
+    The voice keeps the clip's own label through an expression change.
     """
     if num_frames < 1:
         raise InputError(f"a clip needs at least one frame, got {num_frames}")
@@ -222,7 +308,8 @@ def make_clip(ident: Identity, num_frames: int, size: int = 64, rng: Optional[np
     rng = rng if rng is not None else np.random.default_rng(0)
     r_factors, r_audio = rng.spawn(2)
     if factors is None:
-        factors = sample_factors(r_factors, num_frames, emotion, level, pose_drift)
+        factors = sample_factors(r_factors, num_frames, emotion, level, pose_drift, pose_range, exp_change,
+                                 change_targets)
     t0 = time.perf_counter()
     frames, landmarks = render_frames(ident, factors["mouth"], factors["pose"], factors["expression"],
                                       factors["blink"], size=size)
@@ -378,12 +465,20 @@ def generate_mead(out: os.PathLike, speakers: int = 2, emotions: Sequence[str] =
                   levels: Sequence[int] = layout.LEVELS, clips_per: int = 1, frames=32, size: int = 64,
                   seed: int = 0, mel: bool = True, test_fraction: float = 0.25, overwrite: bool = False,
                   neutral_levels: bool = False, validate: bool = True, quiet: bool = True, stats: Optional[dict] = None,
-                  pose_drift: float = 1.0, emotional_voice: bool = False):
+                  pose_drift: float = 1.0, emotional_voice: bool = False, pose_range: float = 1.0,
+                  exp_change: float = 0.0):
     """Write a MEAD-style tree (``<speaker>#<emotion>#level_<k>#<nnn>``) at `out`.
 
     Neutral only at level 1 like MEAD unless `neutral_levels`.  Speakers M101, W102, …; the last
     ceil(N·test_fraction) speakers are the test split.  Returns the :class:`layout.TreeReport`
     (validated with media checks when `validate`), else None.
+
+    `pose_range` widens the head motion within each clip (:func:`sample_pose`).  `exp_change` is
+    the probability that a non-neutral clip changes part-way to another (emotion, level) of this
+    tree (:func:`sample_change`); its factors file then also holds ``exp_change_emotion`` ('' when
+    the clip does not change), ``exp_change_level``, ``exp_change_start`` (−1), ``exp_change_frames``
+    and the per-frame ``exp_change_weight`` [T] (0 = the name's label, 1 = the new one); the
+    per-frame ``expression`` is the truth throughout.  Defaults write today's bytes.
     """
     root = Path(out)
     if speakers < 1 or clips_per < 1:
@@ -395,6 +490,8 @@ def generate_mead(out: os.PathLike, speakers: int = 2, emotions: Sequence[str] =
         if lv not in LEVEL_SCALE:
             raise InputError(f"level must be 1, 2 or 3, got {lv!r}")
     lo, hi = _frames_range(frames)
+    pose_range = _number(pose_range, "pose range", 0.0, np.inf)
+    exp_change = _number(exp_change, "expression change rate", 0.0, 1.0)
     mel = mel and _mel_fn() is not None
     _prepare_root(root, overwrite, mel)
     jobs = []
@@ -405,6 +502,7 @@ def generate_mead(out: os.PathLike, speakers: int = 2, emotions: Sequence[str] =
                     continue
                 for k in range(clips_per):
                     jobs.append((spk, e, lv, k))
+    labels = sorted({(e, lv) for _, e, lv, _ in jobs}, key=lambda x: (layout.EMOTIONS.index(x[0]), x[1]))
     names_by_speaker: dict = {}
     stats = stats if stats is not None else {}
     bar = _progress(len(jobs), "SynthTalk MEAD", quiet)
@@ -417,13 +515,16 @@ def generate_mead(out: os.PathLike, speakers: int = 2, emotions: Sequence[str] =
             rng = np.random.default_rng([seed, 1, spk, 1 + layout.EMOTIONS.index(e), lv, k])
             T = int(rng.integers(lo, hi + 1))
             clip = make_clip(idents[spk], T, size, rng, emotion=e, level=lv, pose_drift=pose_drift,
-                             emotional_voice=emotional_voice)
+                             emotional_voice=emotional_voice, pose_range=pose_range, exp_change=exp_change,
+                             change_targets=labels)
             _add_timing(stats, clip, T)
             name = layout.format_mead_name(_speaker_id(spk), e, lv, k + 1)
             names_by_speaker.setdefault(_speaker_id(spk), []).append(name)
-            writer.submit(name, clip, {"emotion": e, "level": lv, "speaker": _speaker_id(spk),
-                                       "identity": idents[spk].vector(), "start_frame": 0, "size": size,
-                                       "seed": seed})
+            meta = {"emotion": e, "level": lv, "speaker": _speaker_id(spk), "identity": idents[spk].vector(),
+                    "start_frame": 0, "size": size, "seed": seed}
+            if exp_change > 0:
+                meta.update(_change_meta(clip["factors"].pop("change"), T))
+            writer.submit(name, clip, meta)
     finally:
         writer.close()
     test_speakers = _write_splits(root, names_by_speaker, test_fraction)
@@ -431,8 +532,32 @@ def generate_mead(out: os.PathLike, speakers: int = 2, emotions: Sequence[str] =
                            "speakers": speakers, "emotions": list(emotions), "levels": list(levels),
                            "clips_per": clips_per, "frames": [lo, hi], "mel": mel, "pose_drift": pose_drift,
                            "emotional_voice": emotional_voice,
+                           **({"pose_range": pose_range} if pose_range != 1.0 else {}),
+                           **({"exp_change": exp_change} if exp_change > 0 else {}),
                            "test_speakers": sorted(test_speakers), "factors": _definitions()})
     return layout.validate_tree(root, "mead", check_media=True) if validate else None
+
+
+def _number(value, what: str, lo: float, hi: float) -> float:
+    """float(value) within [lo, hi] (finite), else one InputError line."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        x = float("nan")
+    if isinstance(value, bool) or not np.isfinite(x) or not lo <= x <= hi:
+        bound = f"≥ {lo:g}" if hi == np.inf else f"in [{lo:g}, {hi:g}]"
+        raise InputError(f"{what} must be a finite number {bound}, got {value!r}")
+    return x
+
+
+def _change_meta(change: Optional[dict], T: int) -> dict:
+    """The exp_change_* keys of a factors file (see :func:`generate_mead`)."""
+    if change is None:
+        return {"exp_change_emotion": "", "exp_change_level": 0, "exp_change_start": -1, "exp_change_frames": 0,
+                "exp_change_weight": np.zeros(T, np.float32)}
+    return {"exp_change_emotion": change["emotion"], "exp_change_level": change["level"],
+            "exp_change_start": change["start"], "exp_change_frames": change["frames"],
+            "exp_change_weight": change["weight"]}
 
 
 def _add_timing(stats: dict, clip: dict, frames: int) -> None:
@@ -491,12 +616,13 @@ def generate_hdtf(out: os.PathLike, videos: int = 2, seconds: float = 7.0, size:
 
 def generate(out: os.PathLike, kind: str = "both", **kwargs) -> dict:
     """Write ``out/mead`` and/or ``out/hdtf``; kwargs go to :func:`generate_mead` / :func:`generate_hdtf`
-    (``speakers, emotions, levels, clips_per, frames, neutral_levels, pose_drift, emotional_voice`` → MEAD only; ``videos, seconds`` →
-    HDTF only; the rest to both).  Returns {kind: TreeReport or None}."""
+    (``speakers, emotions, levels, clips_per, frames, neutral_levels, pose_drift, emotional_voice, pose_range,
+    exp_change`` → MEAD only; ``videos, seconds`` → HDTF only; the rest to both).
+    Returns {kind: TreeReport or None}."""
     if kind not in ("mead", "hdtf", "both"):
         raise InputError(f"kind must be mead, hdtf or both, got {kind!r}")
     mead_only = {"speakers", "emotions", "levels", "clips_per", "frames", "neutral_levels", "pose_drift",
-                 "emotional_voice"}
+                 "emotional_voice", "pose_range", "exp_change"}
     hdtf_only = {"videos", "seconds"}
     out = Path(out)
     reports = {}
@@ -549,6 +675,13 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--neutral-levels", action="store_true", help="neutral at every level (MEAD has level 1 only)")
     p.add_argument("--pose-drift", type=float, default=1.0,
                    help="MEAD: scale of the head motion within a clip (default 1; 32-frame clips barely move)")
+    p.add_argument("--pose-range", type=float, default=1.0, metavar="K",
+                   help="MEAD: widen the head motion within a clip around its mean pose: yaw, pitch, roll, tx and ty "
+                        "deviations ×K (multiplies with --pose-drift; the clip's mean is moved inwards so the wider "
+                        "motion stays inside the pose limits; default 1 = unchanged)")
+    p.add_argument("--exp-change", type=float, default=0.0, metavar="P",
+                   help="MEAD: probability that a non-neutral clip changes part-way to another emotion/level of the "
+                        "tree (smooth 4-8 frame transition; per-frame expression factors follow it; default 0)")
     p.add_argument("--emotional-voice", action="store_true",
                    help="MEAD: colour each clip's voice by its emotion and level (pitch, intonation, timbre, "
                         "tremor, breath); off, every voice is neutral and the audio carries no emotion")
@@ -579,6 +712,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         reports = generate(args.out, kind=args.kind, size=args.size, seed=args.seed, speakers=args.speakers,
                            emotions=emotions, levels=levels, clips_per=args.clips_per, frames=args.frames,
                            neutral_levels=args.neutral_levels, pose_drift=args.pose_drift,
+                           pose_range=args.pose_range, exp_change=args.exp_change,
                            emotional_voice=args.emotional_voice, videos=args.videos, seconds=args.seconds,
                            test_fraction=args.test_fraction, mel=not args.no_mel, overwrite=args.overwrite,
                            validate=not args.no_validate, quiet=args.quiet, stats=stats)
