@@ -15,7 +15,7 @@ Phases (each skips what is already done, so a killed run continues where it stop
 4. eval      probe of the trained model (`--checkpoints`: of every kept one), loss curves PNG, and a
              Markdown table, all under WORK/ (copy the small ones into docs/training/).
 
-The probe (`edtalk.eval.model_probe`): per-frame mouth/pose weights of every test-split frame;
+The probe (`edtalk.eval.probes.stage1_report`): per-frame mouth/pose weights of every test-split frame;
 ridge fits on 70 % of those clips, R² on the other 30 %.  "open" and "yaw" are the R² of the one
 true factor column; "own" averages all of a group's columns; "excess leak" is the largest R² of
 another group's factor above what the true factors themselves explain.
@@ -51,22 +51,9 @@ def phase_data(work: Path, speakers: int) -> Path:
 
 def probe(model, root: Path) -> dict:
     """Held-out probe on the test split: full report + the mouth-opening and yaw columns alone."""
-    from edtalk.data.synthtalk import load_factors
-    from edtalk.eval.disentangle import disentanglement_report
-    from edtalk.eval.model_probe import extract_weights
+    from edtalk.eval.probes import stage1_report
 
-    truth, groups, names = load_factors(root, split="test")
-    pred = extract_weights(model.eval(), root, names, batch_size=64, progress=False)
-    full = disentanglement_report(pred, truth, groups=groups)
-    focused = disentanglement_report({"mouth": pred["mouth"], "pose": pred["pose"]},
-                                     {"mouth": truth["mouth"][:, :1], "pose": truth["pose"][:, :1]}, groups=groups)
-    return {
-        "open_r2": focused["own"]["mouth"], "yaw_r2": focused["own"]["pose"],
-        "mouth_own": full["own"]["mouth"], "pose_own": full["own"]["pose"],
-        "mouth_excess_leak": full["excess_leak"]["mouth"], "pose_excess_leak": full["excess_leak"]["pose"],
-        "mouth_leak_to": full["leak_to"]["mouth"], "pose_leak_to": full["leak_to"]["pose"],
-        "score": full["summary"]["score"], "frames": int(len(groups)), "clips": len(names), "text": full["text"],
-    }
+    return stage1_report(model, root, split="test", batch_size=64)
 
 
 def load_cfg(root: Path, run_dir: Path, overrides):
