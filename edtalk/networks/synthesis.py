@@ -8,7 +8,7 @@ that, and `forward` accepts its result in place of raw features.
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -19,12 +19,24 @@ from ..nn.layers import ConstantInput, ConvLayer, ModulatedConv2d, StyledConv, U
 IN_EPS = 1e-5
 
 
+_GRIDS: Dict[tuple, torch.Tensor] = {}
+
+
 def identity_grid(height: int, width: int, like: torch.Tensor) -> torch.Tensor:
-    """[1,H,W,2] sampling grid of linspace(−1,1) coordinates (x first), built in float64."""
-    ys = torch.linspace(-1.0, 1.0, height, dtype=torch.float64, device=like.device)
-    xs = torch.linspace(-1.0, 1.0, width, dtype=torch.float64, device=like.device)
-    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    return torch.stack((gx, gy), dim=-1).to(torch.float32).to(like.dtype)[None]
+    """[1,H,W,2] sampling grid of linspace(−1,1) coordinates (x first), built in float64.
+
+    Cached per (size, dtype, device): every ToFlow of every step needs it (rebuilding it was a
+    dozen aten calls each time).  Inference-mode copies are kept apart, since they cannot enter
+    autograd later.
+    """
+    key = (height, width, like.dtype, like.device, torch.is_inference_mode_enabled())
+    grid = _GRIDS.get(key)
+    if grid is None:
+        ys = torch.linspace(-1.0, 1.0, height, dtype=torch.float64, device=like.device)
+        xs = torch.linspace(-1.0, 1.0, width, dtype=torch.float64, device=like.device)
+        gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+        grid = _GRIDS[key] = torch.stack((gx, gy), dim=-1).to(torch.float32).to(like.dtype)[None]
+    return grid
 
 
 def batch_broadcast(x: torch.Tensor, batch: int) -> torch.Tensor:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ops import SQRT2, fused_leaky_relu, make_blur_kernel, upfirdn2d
+from .ops import SQRT2, fir_filter, fir_weight, fused_leaky_relu, make_blur_kernel, scalar
 
 _FAST_INFERENCE = True
 
@@ -67,7 +67,8 @@ class EqualConv2d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_ch)) if bias else None
 
     def forward(self, x):
-        return F.conv2d(x, self.weight * self.scale, self.bias, stride=self.stride, padding=self.padding)
+        weight = self.weight * scalar(self.scale, self.weight)
+        return F.conv2d(x, weight, self.bias, stride=self.stride, padding=self.padding)
 
 
 class EqualLinear(nn.Module):
@@ -82,22 +83,36 @@ class EqualLinear(nn.Module):
         self.activation = activation
 
     def forward(self, x):
+        weight = self.weight * scalar(self.scale, self.weight)
         if self.activation:
-            return fused_leaky_relu(F.linear(x, self.weight * self.scale), self.bias)
-        return F.linear(x, self.weight * self.scale, self.bias)
+            return fused_leaky_relu(F.linear(x, weight), self.bias)
+        return F.linear(x, weight, self.bias)
 
 
-class Blur(nn.Module):
+class _FIR(nn.Module):
+    """A module with a FIR `kernel` buffer; the depthwise conv weight built from it is cached
+    (flipping and casting it on every call cost three aten calls per blur)."""
+
+    def fir(self, x, up: int = 1):
+        key = (id(self.kernel), self.kernel._version, x.shape[1], x.dtype, x.device,
+               torch.is_inference_mode_enabled())  # inference tensors cannot enter autograd later
+        cached = self.__dict__.get("_fir_cache")
+        if cached is None or cached[0] != key:
+            cached = self.__dict__["_fir_cache"] = (key, fir_weight(self.kernel, x.shape[1], x))
+        return fir_filter(x, cached[1], up=up, pad=self.pad)
+
+
+class Blur(_FIR):
     def __init__(self, pad, upsample_factor: int = 1, taps: Sequence[float] = (1, 3, 3, 1)):
         super().__init__()
         self.register_buffer("kernel", make_blur_kernel(taps, upsample_factor))
         self.pad = tuple(pad)
 
     def forward(self, x):
-        return upfirdn2d(x, self.kernel, pad=self.pad)
+        return self.fir(x)
 
 
-class Upsample(nn.Module):
+class Upsample(_FIR):
     """×2 FIR upsampling used by the RGB/flow skips: up 2, pads (2,1), kernel ×4."""
 
     def __init__(self, factor: int = 2, taps: Sequence[float] = (1, 3, 3, 1)):
@@ -108,7 +123,7 @@ class Upsample(nn.Module):
         self.pad = ((p + 1) // 2 + factor - 1, p // 2)
 
     def forward(self, x):
-        return upfirdn2d(x, self.kernel, up=self.factor, pad=self.pad)
+        return self.fir(x, up=self.factor)
 
 
 class ConvLayer(nn.Sequential):
@@ -161,7 +176,8 @@ class ResBlock(nn.Module):
         if fast_inference():
             inv = 1 / math.sqrt(2)
             return self.conv2(self.conv1(x), gain=inv).add_(self.skip(x, gain=inv))
-        return (self.conv2(self.conv1(x)) + self.skip(x)) / math.sqrt(2)
+        y = self.conv2(self.conv1(x)) + self.skip(x)
+        return y * scalar(1 / math.sqrt(2), y)
 
 
 class ModulatedConv2d(nn.Module):
@@ -195,6 +211,20 @@ class ModulatedConv2d(nn.Module):
             w2 = self.weight_energy()
         s = s.to(acc)
         return torch.rsqrt((s * s) @ w2.t() * (self.scale ** 2) + 1e-8).to(self.weight.dtype)
+
+    def output_scale(self, s):
+        """scale·demod per (sample, out channel) [B,out] for a convolution with the raw weight:
+        = 1/√(Σ(W·s)² + 1e-8/scale²), the same number as scale·:meth:`demod_coefficients` with
+        the scale folded in (one addmm instead of scaling the weight, sum and epsilon apart)."""
+        acc = _accumulation_dtype(self.weight.dtype)
+        if torch.is_grad_enabled():
+            w = self.weight[0]
+            w2 = ((w if w.dtype == acc else w.to(acc)) ** 2).sum(dim=(2, 3))  # [out, in]
+        else:
+            w2 = self.weight_energy()
+        s = s if s.dtype == acc else s.to(acc)
+        coeff = torch.rsqrt(torch.addmm(scalar(1e-8 / self.scale ** 2, s), s * s, w2.t()))
+        return coeff if coeff.dtype == self.weight.dtype else coeff.to(self.weight.dtype)
 
     def weight_energy(self) -> torch.Tensor:
         """Σ_{k,k} W² per (out, in) [out,in]; cached while the weight is unchanged (inference)."""
@@ -238,14 +268,17 @@ class ModulatedConv2d(nn.Module):
         if fast_inference() and s.shape[0] == 1:
             return self.forward_single_style(x, s)
         batch = max(x.shape[0], s.shape[0])
-        x = x * s.view(s.shape[0], -1, 1, 1)
-        weight = self.weight[0] * self.scale
+        if self.demodulate:
+            x = x * s.view(s.shape[0], -1, 1, 1)
+        else:  # the weight's scale goes on the small style, not on the weight (one op fewer each way)
+            x = x * (s * scalar(self.scale, s)).view(s.shape[0], -1, 1, 1)
+        weight = self.weight[0]
         if self.upsample:
             x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2, padding=0)
         else:
             x = F.conv2d(x, weight, padding=self.padding)
         if self.demodulate:
-            x = x * self.demod_coefficients(s).view(s.shape[0], -1, 1, 1)
+            x = x * self.output_scale(s).view(s.shape[0], -1, 1, 1)
         if self.upsample:
             x = self.blur(x)
         return x.expand(batch, *x.shape[1:]) if x.shape[0] != batch else x

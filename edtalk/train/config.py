@@ -31,7 +31,7 @@ BASE_DEFAULTS = {
         "split": "train",
         "length": None,           # items per epoch (None = one per clip; more for tiny trees)
         "size": None,             # frame size; None = the model size
-        "num_workers": 0,
+        "num_workers": "auto",    # loader processes per training process: auto (1-4, by cores) | N (0 = in-process)
     },
     "train": {
         "max_steps": 1000,
@@ -48,6 +48,9 @@ BASE_DEFAULTS = {
         "lr_min_ratio": 0.0,
         "deterministic": False,   # torch.use_deterministic_algorithms (bit-exact resume on GPU)
         "check_sync": False,      # at each checkpoint, fail unless every rank holds bit-identical weights
+        "optimizer_impl": "auto", # Adam kernels: auto (fused where available) | fused | foreach | loop
+        "compile": False,         # torch.compile the stage's networks (minutes of compiling on a CPU)
+        "cuda_graphs": False,     # CUDA only: compile with CUDA graphs (mode reduce-overhead); see docs/performance.md
     },
     "optim": {},
 }

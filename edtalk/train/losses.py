@@ -31,9 +31,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import EDTalkError
+from ..nn.ops import scalar
 
 __all__ = [
-    "box_mask", "box_l1_loss",
+    "box_mask", "box_l1_loss", "grouped", "l1_per_sample", "box_l1_per_sample",
     "l1_loss", "PerceptualBackbone", "GaussianPyramid", "PyramidPerceptualLoss", "VGG19Backbone",
     "find_vgg19_weights", "register_backbone", "build_backbone", "available_backbones",
     "g_nonsaturating_loss", "d_logistic_loss", "r1_penalty", "feature_consistency_loss",
@@ -64,10 +65,34 @@ def box_mask(boxes: torch.Tensor, size: int) -> torch.Tensor:
 def box_l1_loss(output: torch.Tensor, target: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """L1 over the pixels inside each sample's box (per-sample mean, then batch mean): a region
     term that weighs a small mouth as much as the whole face (empty boxes count 0)."""
-    mask = box_mask(boxes, output.shape[-1]).to(output.dtype)
-    per_sample = ((output - target).abs() * mask).flatten(1).sum(1)
-    area = mask.flatten(1).sum(1) * output.shape[1]
-    return (per_sample / area.clamp(min=1)).mean()
+    return box_l1_per_sample(output, target, box_mask(boxes, output.shape[-1])).mean()
+
+
+def grouped(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """`output` [G·N, ...] viewed as [G, N, ...] against `target` [N, ...]: several outputs
+    compared with one target batch by broadcasting, without repeating the target."""
+    return output.view(-1, *target.shape)
+
+
+def sample_mean(x: torch.Tensor) -> torch.Tensor:
+    """Mean over every dim after the first two of grouped values [G,N,...] → [G,N]: a sum times
+    a cached 1/count (`mean` divides by a Python number, which costs a cast each way)."""
+    count = x[0, 0].numel()
+    return x.sum(dim=tuple(range(2, x.dim()))) * scalar(1.0 / count, x)
+
+
+def l1_per_sample(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """mean |Î − I| per sample [G·N] of outputs [G·N,C,H,W] against targets [N,C,H,W]."""
+    return sample_mean((grouped(output, target) - target).abs()).flatten()
+
+
+def box_l1_per_sample(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """:func:`box_l1_loss` per sample [G·N] for outputs [G·N,...] against targets [N,...] and the
+    targets' box masks [N,1,H,W] (from :func:`box_mask`)."""
+    mask = mask.to(output.dtype)
+    inside = ((grouped(output, target) - target).abs() * mask).sum(dim=(2, 3, 4))
+    area = (mask.sum(dim=(1, 2, 3)) * output.shape[1]).clamp(min=1)
+    return (inside / area).flatten()
 
 
 # ----------------------------------------------------------------------------- perceptual
@@ -118,7 +143,11 @@ class GaussianPyramid(nn.Module):
 
 
 class PyramidPerceptualLoss(nn.Module):
-    """Σ_scales Σ_layers weight·mean|φ(Î) − φ(I)|, target features without gradient."""
+    """Σ_scales Σ_layers weight·mean|φ(Î) − φ(I)|, target features without gradient.
+
+    :meth:`target_features` and :meth:`per_sample` split the work so a step that compares several
+    outputs with one target batch runs the backbone once on the targets and once on all outputs.
+    """
 
     def __init__(self, backbone: PerceptualBackbone, scales: Sequence[float] = PYRAMID_SCALES,
                  layer_weight: float = 10.0):
@@ -128,13 +157,22 @@ class PyramidPerceptualLoss(nn.Module):
         self.layer_weight = layer_weight
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        total = output.new_zeros(())
-        for out_s, tgt_s in zip(self.pyramid(output), self.pyramid(target)):
-            with torch.no_grad():
-                tgt_feats = self.backbone(tgt_s)
+        return self.per_sample(output, self.target_features(target)).mean()
+
+    @torch.no_grad()
+    def target_features(self, target: torch.Tensor) -> List[List[torch.Tensor]]:
+        """The backbone's features of every pyramid level of the targets [N,...]."""
+        return [self.backbone(level) for level in self.pyramid(target)]
+
+    def per_sample(self, output: torch.Tensor, target_feats: List[List[torch.Tensor]]) -> torch.Tensor:
+        """The loss per sample [G·N] of outputs [G·N,...] (G outputs per target, grouped as in
+        :func:`grouped`) against :meth:`target_features` of N targets."""
+        layers = []
+        for out_s, tgt_feats in zip(self.pyramid(output), target_feats):
             for fo, ft in zip(self.backbone(out_s), tgt_feats):
-                total = total + self.layer_weight * (fo - ft.detach()).abs().mean()
-        return total
+                layers.append(sample_mean((grouped(fo, ft) - ft).abs()))
+        total = torch.stack(layers).sum(0).flatten()
+        return total * scalar(self.layer_weight, total)
 
 
 class VGG19Backbone(nn.Module):

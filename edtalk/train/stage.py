@@ -170,6 +170,16 @@ class Stage:
         """Write final artefacts under out_dir (rank 0 only); return the written paths."""
         return []
 
+    def compile_targets(self) -> List[nn.Module]:
+        """Modules whose forward `train.compile` / `train.cuda_graphs` hand to torch.compile
+        (in place: parameter names and checkpoints do not change).  Default: every direct child
+        of every model, and the perceptual backbone if the stage has one."""
+        targets = [child for m in self.models.values() for child in m.children()]
+        perceptual = getattr(self, "perceptual", None)
+        if perceptual is not None:
+            targets.append(perceptual.backbone)
+        return targets
+
     def load_state(self, state: Dict[str, Any]) -> None:
         """Restore stage-specific state saved by `state_dict` (default: nothing)."""
 

@@ -164,6 +164,51 @@ class ExactSampler:
             yield self.indices(step)
 
 
+class EpochItem(torch.utils.data.Dataset):
+    """A dataset indexed by (epoch, index): the item is `dataset[index]` in `epoch`.
+
+    The epoch travels with the index, so one DataLoader (and its worker processes) serves the
+    whole run; a worker's copy of the dataset cannot miss a `set_epoch` of the main process.
+    """
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        epoch, index = key
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        return self.dataset[index]
+
+
+class StepBatches:
+    """Batch sampler of (epoch, index) lists for the steps from `start` on (see ExactSampler)."""
+
+    def __init__(self, sampler: "ExactSampler", start: int):
+        self.sampler, self.start = sampler, start
+
+    def __iter__(self):
+        step = self.start
+        while True:
+            epoch = self.sampler.epoch_of(step)
+            yield [(epoch, i) for i in self.sampler.indices(step)]
+            step += 1
+
+
+def loader_workers(value, world_size: int = 1) -> int:
+    """`data.num_workers`: a number, or auto = one to four loader processes per training process,
+    about half of this machine's cores over the processes (the other half computes)."""
+    if str(value) != "auto":
+        workers = int(value)
+        if workers < 0:
+            raise EDTalkError(f"data.num_workers must be auto or >= 0, got {value}")
+        return workers
+    return max(1, min(4, (os.cpu_count() or 2) // (2 * max(1, world_size))))
+
+
 def to_device(batch, device: torch.device):
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
@@ -233,6 +278,21 @@ def lr_factor_fn(train_cfg):
     return factor
 
 
+def adam_implementation(name: str, device: torch.device) -> dict:
+    """Adam's keyword for `train.optimizer_impl`: fused (one kernel for all parameters; CPU and
+    CUDA), foreach (one kernel per op on CUDA, a loop on the CPU) or loop (the per-parameter
+    reference).  auto = fused where this torch has it for the device, else foreach."""
+    if name == "auto":
+        name = "fused" if device.type in ("cpu", "cuda") else "foreach"
+    if name == "fused":
+        return {"fused": True}
+    if name == "foreach":
+        return {"foreach": True}
+    if name == "loop":
+        return {"foreach": False}
+    raise EDTalkError(f"train.optimizer_impl must be auto, fused, foreach or loop, got {name!r}")
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2 ** 32)
@@ -265,6 +325,50 @@ def load_checkpoint(path) -> dict:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
         raise EDTalkError(f"cannot read training checkpoint {path}: {str(exc).strip().splitlines()[0]}") from None
+
+
+# ----------------------------------------------------------------------------- logs
+
+
+class LogAccumulator:
+    """Sums each step's logged values where they are (one stacked add per step, no host sync)
+    and brings them to the host once per read: a `float()` per value per step stalled a GPU
+    step once for every value.  Means are per key over the steps that logged it."""
+
+    def __init__(self):
+        self._sums: Dict[tuple, list] = {}  # keys → [device sum vector, steps]
+        self._host: Dict[str, list] = {}    # Python numbers → [sum, steps]
+
+    def add(self, logs: Dict[str, object]) -> None:
+        keys, values = [], []
+        for k, v in logs.items():
+            if isinstance(v, torch.Tensor):
+                keys.append(k)
+                values.append(v if v.dtype == torch.float32 else v.float())
+            else:
+                entry = self._host.setdefault(k, [0.0, 0])
+                entry[0] += float(v)
+                entry[1] += 1
+        if not keys:
+            return
+        vector = torch.stack([v.detach().reshape(()) for v in values])
+        entry = self._sums.get(tuple(keys))
+        if entry is None:
+            self._sums[tuple(keys)] = [vector, 1]
+        else:
+            entry[0] = entry[0] + vector
+            entry[1] += 1
+
+    def means(self) -> Dict[str, float]:
+        """The per-key means since the last read (one device-to-host copy per key set); resets."""
+        totals = {k: list(v) for k, v in self._host.items()}
+        for keys, (vector, steps) in self._sums.items():
+            for k, value in zip(keys, vector.tolist()):
+                entry = totals.setdefault(k, [0.0, 0])
+                entry[0] += value
+                entry[1] += steps
+        self._sums, self._host = {}, {}
+        return {k: total / n for k, (total, n) in totals.items()}
 
 
 # ----------------------------------------------------------------------------- step context
@@ -363,10 +467,11 @@ class Trainer:
                 broadcast_module(m)
         self.trainable_params = {k: [p for p in m.parameters() if p.requires_grad] for k, m in self.models.items()}
         self._build_optimizers()
-        self.ema = {}
+        self.ema, self._ema_pairs = {}, {}
         if float(cfg.train.ema) > 0:
             for name in self.stage.ema_models():
                 self.ema[name] = copy.deepcopy(self.models[name]).requires_grad_(False).eval()
+        self._compile_models()
         self.dataset = self.stage.build_dataset()
         self.sampler = ExactSampler(len(self.dataset), int(cfg.train.batch_size), self.dist.world_size,
                                     self.dist.rank, int(cfg.seed))
@@ -387,6 +492,17 @@ class Trainer:
             for p in hits:
                 p.requires_grad_(False)
 
+    def _compile_models(self) -> None:
+        """`train.compile` / `train.cuda_graphs`: compile the stage's networks in place (after the
+        EMA copies, which stay eager: they only render samples)."""
+        use_graphs = bool(self.cfg.train.cuda_graphs)
+        if not (bool(self.cfg.train.compile) or use_graphs):
+            return
+        if use_graphs and self.device.type != "cuda":
+            raise EDTalkError(f"train.cuda_graphs needs a CUDA device (train.device is {self.device})")
+        for module in self.stage.compile_targets():
+            module.compile(mode="reduce-overhead" if use_graphs else None)
+
     def _build_optimizers(self) -> None:
         cfg = self.cfg
         self.optimizers, self.schedulers, self.scalers, self.optimizer_models = {}, {}, {}, {}
@@ -396,7 +512,8 @@ class Trainer:
                 continue
             o = cfg.optim.get(name, {}) or {}
             opt = torch.optim.Adam(params, lr=float(o.get("lr", 1e-3)), betas=tuple(o.get("betas", (0.9, 0.999))),
-                                   weight_decay=float(o.get("weight_decay", 0.0)))
+                                   weight_decay=float(o.get("weight_decay", 0.0)),
+                                   **adam_implementation(str(cfg.train.optimizer_impl), self.device))
             self.optimizers[name] = opt
             self.optimizer_models[name] = list(model_names)
             self.schedulers[name] = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor_fn(cfg.train))
@@ -405,12 +522,16 @@ class Trainer:
 
     @torch.no_grad()
     def update_ema(self, name: str) -> None:
-        decay = float(self.cfg.train.ema)
-        ema, live = self.ema[name], self.models[name]
-        for pe, p in zip(ema.parameters(), live.parameters()):
-            pe.lerp_(p.detach(), 1.0 - decay)
-        for be, b in zip(ema.buffers(), live.buffers()):
-            be.copy_(b)
+        """ema ← lerp(ema, live, 1 − decay) for every parameter in one foreach call; buffers copied."""
+        pairs = self._ema_pairs.get(name)
+        if pairs is None:
+            ema, live = self.ema[name], self.models[name]
+            pairs = self._ema_pairs[name] = (list(ema.parameters()), list(live.parameters()),
+                                             list(ema.buffers()), list(live.buffers()))
+        ema_p, live_p, ema_b, live_b = pairs
+        torch._foreach_lerp_(ema_p, live_p, 1.0 - float(self.cfg.train.ema))
+        if ema_b:
+            torch._foreach_copy_(ema_b, live_b)
 
     # -- checkpoints ----------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -515,16 +636,17 @@ class Trainer:
 
     # -- loop -----------------------------------------------------------------------------------
     def _batches(self) -> Iterator:
-        """(step, batch) from self.step on, one epoch's DataLoader at a time."""
-        while True:
-            epoch = self.sampler.epoch_of(self.step)
-            if hasattr(self.dataset, "set_epoch"):
-                self.dataset.set_epoch(epoch)
-            loader = torch.utils.data.DataLoader(
-                self.dataset, batch_sampler=list(self.sampler.epoch_batches(self.step)),
-                num_workers=int(self.cfg.data.num_workers), pin_memory=self.device.type == "cuda")
-            for batch in loader:
-                yield batch
+        """The batches of the steps from self.step on, from one DataLoader for the whole run.
+
+        Items are pure functions of (seed, epoch, index), so the worker count changes nothing
+        but speed; the loader's own seed comes from a private generator, not the global RNG.
+        """
+        workers = loader_workers(self.cfg.data.num_workers, self.dist.world_size)
+        loader = torch.utils.data.DataLoader(
+            EpochItem(self.dataset), batch_sampler=StepBatches(self.sampler, self.step), num_workers=workers,
+            pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(int(self.cfg.seed)),
+            prefetch_factor=4 if workers else None, persistent_workers=False)
+        return iter(loader)
 
     def _deadline(self) -> Optional[float]:
         minutes = float(self.cfg.train.max_minutes)
@@ -540,6 +662,13 @@ class Trainer:
         flag = torch.tensor([float(spent)], device=self.device if self.device.type == "cuda" else "cpu")
         dist.broadcast(flag, src=0)
         return bool(flag.item())
+
+    def run_step(self, batch) -> Dict[str, object]:
+        """One training step on a batch already on the device; returns the stage's logs."""
+        self.ctx.step = self.step
+        logs = self.stage.train_step(batch, self.ctx)
+        self.step += 1
+        return logs
 
     def train(self) -> TrainResult:
         cfg, main = self.cfg, self.dist.is_main
@@ -561,7 +690,7 @@ class Trainer:
             bar = tqdm(total=max_steps, initial=self.step, desc=f"train {cfg.stage}", unit="step", dynamic_ncols=True)
         log_every, sample_every, ckpt_every = (int(cfg.run.log_every), int(cfg.run.sample_every),
                                                int(cfg.run.checkpoint_every))
-        acc: Dict[str, float] = {}
+        acc = LogAccumulator()
         acc_n, wait_s, busy_s = 0, 0.0, 0.0
         last = {}
         for m in self.models.values():
@@ -572,22 +701,19 @@ class Trainer:
             t0 = time.perf_counter()
             batch = to_device(next(batches), self.device)
             t1 = time.perf_counter()
-            self.ctx.step = self.step
-            logs = self.stage.train_step(batch, self.ctx)
-            self.step += 1
+            logs = self.run_step(batch)
             if self._past(deadline):  # the last log, samples, checkpoint and export happen at this step
                 max_steps = self.step
                 if main:
                     print(f"edtalk: train.max_minutes reached at step {self.step}; rerun to continue", flush=True)
             t2 = time.perf_counter()
             wait_s, busy_s = wait_s + (t1 - t0), busy_s + (t2 - t0)
-            for k, v in logs.items():
-                acc[k] = acc.get(k, 0.0) + float(v)
+            acc.add(logs)
             acc_n += 1
             if bar is not None:
                 bar.update(1)
             if self.step % log_every == 0 or self.step == max_steps:
-                means = self._reduce_logs({k: v / acc_n for k, v in acc.items()})
+                means = self._reduce_logs(acc.means())
                 means["time/data_wait_frac"] = wait_s / max(busy_s, 1e-9)
                 means["time/step_s"] = busy_s / acc_n
                 last = means
@@ -596,7 +722,7 @@ class Trainer:
                         self.writer.add_scalar(k if "/" in k else f"loss/{k}", v, self.step)
                     if bar is not None:
                         bar.set_postfix({k: f"{v:.3g}" for k, v in list(means.items())[:4]}, refresh=False)
-                acc, acc_n, wait_s, busy_s = {}, 0, 0.0, 0.0
+                acc_n, wait_s, busy_s = 0, 0.0, 0.0
             if main and ((sample_every and self.step % sample_every == 0) or self.step == max_steps):
                 self.write_samples()
             if (ckpt_every and self.step % ckpt_every == 0) or self.step == max_steps:

@@ -21,7 +21,8 @@ def naive_upfirdn(x, k, up, down, p0, p1):
     return out[::down, ::down]
 
 
-@pytest.mark.parametrize("up,down,pad", [(1, 1, (2, 2)), (2, 1, (2, 1)), (1, 2, (1, 1)), (1, 1, (1, 1))])
+@pytest.mark.parametrize("up,down,pad", [(1, 1, (2, 2)), (2, 1, (2, 1)), (1, 2, (1, 1)), (1, 1, (1, 1)),
+                                         (1, 1, (3, 1)), (1, 1, (0, 2)), (2, 1, (1, 2))])
 def test_upfirdn2d_matches_naive(up, down, pad):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((5, 6))

@@ -151,7 +151,23 @@ def test_factor_head_layer_is_the_nets_own_prediction():
     with torch.no_grad():
         a, b = plain(frames), headed(frames)
         assert len(b) == len(a) + 1 and all(torch.equal(x, y) for x, y in zip(a, b))
-        assert torch.allclose(b[-1], headed.net(frames))
+        # batch norm folded into the convs: the same map up to float rounding
+        assert torch.allclose(b[-1], headed.net(frames), rtol=1e-4, atol=1e-5)
         # the shipped net reads the opening off the last layer: closed vs open differ in the mouth column
         opening = headed.net.split(b[-1])["mouth"][:, 0] * headed.net.target_std[0] + headed.net.target_mean[0]
     assert opening[1] - opening[0] > 0.5
+
+
+def test_backbone_folds_batch_norm_into_the_same_map():
+    """The backbone's folded convs equal the net's conv → eval batch norm (non-trivial BN stats)."""
+    backbone = build_backbone("synthtalk_factor_net", {})
+    frames = _mouth_series(backbone.net.config.size, [0.0, 0.5, 1.0])
+    with torch.no_grad():
+        folded, reference = backbone(frames), backbone.net.features(frames)
+    assert len(folded) == len(reference) == 5
+    for f, r in zip(folded, reference):
+        assert (f - r).abs().max() <= 1e-5 * r.abs().max()
+    # folding is not a no-op: without the batch-norm statistics the features differ
+    first = backbone.net.levels[0]
+    raw = torch.nn.functional.leaky_relu(first[0](frames.clamp(-1, 1)), 0.2)
+    assert (raw - reference[0]).abs().max() > 1e-2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -14,8 +14,9 @@ from ...config import OFFICIAL_CHANNELS, DiscriminatorConfig, EDTalkConfig
 from ...errors import EDTalkError
 from ...networks.discriminator import Discriminator
 from ..init import init_generator
-from ..losses import (PYRAMID_SCALES, PyramidPerceptualLoss, build_backbone, d_logistic_loss,
-                      g_nonsaturating_loss, l1_loss, r1_penalty)
+from ...nn.ops import scalar
+from ..losses import (PYRAMID_SCALES, PyramidPerceptualLoss, box_l1_per_sample, box_mask, build_backbone,
+                      d_logistic_loss, g_nonsaturating_loss, l1_per_sample, r1_penalty)
 from ..stage import Stage
 from ..trainer import atomic_torch_save, import_object
 
@@ -104,19 +105,59 @@ class GeneratorStage(Stage):
     def trainable(self):
         return {name: [name] for name in ("gen", "dis") if name in self.models}
 
+    def compile_targets(self):
+        """The generator's encoder and decoder, the discriminator (not with R1: compiled graphs
+        have no double backward) and the perceptual backbone."""
+        gen = self.models["gen"]
+        targets = [gen.enc, gen.dec]
+        if "dis" in self.models and float(self.cfg.loss.r1) <= 0:
+            targets.append(self.models["dis"])
+        if self.perceptual is not None:
+            targets.append(self.perceptual.backbone)
+        return targets
+
     # -- losses ---------------------------------------------------------------------------------
     def reconstruction_losses(self, output: torch.Tensor, target: torch.Tensor, prefix: str) -> Dict[str, torch.Tensor]:
         """Weighted L1 and perceptual terms of one output against its target."""
+        return self.image_terms([(prefix, 1.0, output)], target)[1]
+
+    def image_terms(self, outputs: Sequence[Tuple[str, float, torch.Tensor]], target: torch.Tensor,
+                    boxes: Optional[torch.Tensor] = None, mouth: float = 0.0):
+        """Weighted L1, perceptual and (with `boxes` and `mouth` > 0) lip-box L1 terms of several
+        outputs against one target batch, in one pass: the targets' features are computed once
+        and the backbone runs once on all outputs (per part, one batched call did three times
+        the work before).  `outputs`: (prefix, part weight, images [N,...]) each, N = the
+        target's batch.  Returns (the weighted sum, {f"{prefix}_l1" / "_perc" / "_mouth": term}).
+        """
         loss = self.cfg.loss
-        terms = {f"{prefix}_l1": float(loss.l1) * l1_loss(output, target)}
+        images = torch.cat([o for _, _, o in outputs]) if len(outputs) > 1 else outputs[0][2]
+        kinds = [("l1", float(loss.l1), l1_per_sample(images, target))]
         if self.perceptual is not None:
-            terms[f"{prefix}_perc"] = float(loss.perceptual.weight) * self.perceptual(output, target)
-        return terms
+            feats = self.perceptual.target_features(target)
+            kinds.append(("perc", float(loss.perceptual.weight), self.perceptual.per_sample(images, feats)))
+        if boxes is not None and mouth > 0:
+            mask = box_mask(boxes, target.shape[-1])
+            kinds.append(("mouth", mouth, box_l1_per_sample(images, target, mask)))
+        means = torch.stack([v for _, _, v in kinds]).view(len(kinds), len(outputs), -1).mean(-1)  # [kinds, parts]
+        weighted = means * self._term_weights([k[1] for k in kinds], [o[1] for o in outputs], means)
+        terms = {f"{prefix}_{kind}": weighted[i, j]
+                 for i, (kind, _, _) in enumerate(kinds) for j, (prefix, _, _) in enumerate(outputs)}
+        return weighted.sum(), terms
+
+    def _term_weights(self, kind_weights: List[float], part_weights: List[float], like: torch.Tensor) -> torch.Tensor:
+        """[kinds, parts] products of the two weight lists, cached as a tensor like `like`."""
+        key = (tuple(kind_weights), tuple(part_weights), like.dtype, like.device)
+        cache = self.__dict__.setdefault("_weights_cache", {})
+        if key not in cache:
+            cache[key] = torch.tensor([[k * p for p in part_weights] for k in kind_weights], dtype=like.dtype,
+                                      device=like.device)
+        return cache[key]
 
     def adversarial_loss(self, fakes: torch.Tensor) -> Dict[str, torch.Tensor]:
         if "dis" not in self.models:
             return {}
-        return {"adv": float(self.cfg.loss.adv) * g_nonsaturating_loss(self.models["dis"](fakes))}
+        adv = g_nonsaturating_loss(self.models["dis"](fakes))
+        return {"adv": adv * scalar(float(self.cfg.loss.adv), adv)}
 
     def discriminator_step(self, ctx, real: torch.Tensor, fake: torch.Tensor) -> Dict[str, torch.Tensor]:
         """D update on real vs fake.detach() (+ lazy R1 every r1_every steps)."""
@@ -141,8 +182,11 @@ class GeneratorStage(Stage):
         logs["d_fake"] = fake_logits.detach().mean()
         return logs
 
-    def generator_update(self, ctx, terms: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        total = sum(terms.values())
+    def generator_update(self, ctx, terms: Dict[str, torch.Tensor],
+                         total: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """Optimise G on `total` (default: the sum of `terms`); the terms are logged."""
+        if total is None:
+            total = sum(terms.values())
         ctx.optimize("gen", total)
         return {"g_total": total.detach(), **{k: v.detach() for k, v in terms.items()}}
 

@@ -25,7 +25,8 @@ import torch
 from omegaconf import OmegaConf
 
 from ...networks.motion import latent_offset
-from ..losses import box_l1_loss, feature_consistency_loss
+from ...nn.ops import scalar
+from ..losses import feature_consistency_loss
 from ..stage import register_stage
 from .common import GENERATOR_DEFAULTS, GeneratorStage
 
@@ -77,18 +78,18 @@ class Stage1(GeneratorStage):
         with ctx.autocast():
             repair = float(loss.repair) > 0
             f = self.forward(gen, batch, repair=repair)
-            terms = {}
-            for part in ("self", "cross") + (("repair",) if repair else ()):
-                prefix = {"self": "rec"}.get(part, part)  # also the name of the part's loss weight
-                weight = float(loss[prefix])
-                for k, v in self.reconstruction_losses(f[part], target, prefix).items():
-                    terms[k] = weight * v
-                if float(loss.mouth) > 0:
-                    terms[f"{prefix}_mouth"] = weight * float(loss.mouth) * box_l1_loss(f[part], target, boxes)
-            terms.update(self.adversarial_loss(torch.cat([f["self"], f["cross"]])))
+            # one pass over [self; cross; repair]; each part's prefix is also its loss-weight key
+            parts = [(prefix, float(loss[prefix]), f[part]) for part, prefix in
+                     [("self", "rec"), ("cross", "cross")] + ([("repair", "repair")] if repair else [])]
+            total, terms = self.image_terms(parts, target, boxes, mouth=float(loss.mouth))
+            adv = self.adversarial_loss(torch.cat([f["self"], f["cross"]]))
+            terms.update(adv)
             for name in ("m", "p"):
-                terms[f"fea_{name}"] = float(loss[f"fea_{name}"]) * self.consistency(f[f"{name}_cross"], f[f"{name}_self"])
-        logs = self.generator_update(ctx, terms)
+                fea = self.consistency(f[f"{name}_cross"], f[f"{name}_self"])
+                terms[f"fea_{name}"] = fea * scalar(float(loss[f"fea_{name}"]), fea)
+            for extra in [*adv.values(), terms["fea_m"], terms["fea_p"]]:
+                total = total + extra
+        logs = self.generator_update(ctx, terms, total)
         logs.update(self.discriminator_step(ctx, target, f["cross"]))
         return logs
 
