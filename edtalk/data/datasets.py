@@ -284,7 +284,7 @@ def pose_distance(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 class Stage2Items(Stage0Pairs):
     """{"source", "target"} for stage 2 (spec §8.3), with optional expression pairs under a pose gap.
 
-    Default plan (the same draws as :class:`edtalk.train.stages.stage2.Stage2Items`): item i of a
+    Default plan: item i of a
     MEAD-style tree: s = the speaker of clip i (a random clip when `length` is set); the target's
     emotion is drawn uniformly from the emotions s has in the split (neutral included), then a
     random clip of that emotion and a random frame; the source is a random frame of a random

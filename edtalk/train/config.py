@@ -32,6 +32,9 @@ BASE_DEFAULTS = {
         "length": None,           # items per epoch (None = one per clip; more for tiny trees)
         "size": None,             # frame size; None = the model size
         "num_workers": "auto",    # loader processes per training process: auto (1-4, by cores) | N (0 = in-process)
+        "cross_clip_rate": 0.0,   # stage 1: identity frames from another clip of the speaker, at this rate
+        "exp_pair_rate": 0.0,     # stage 2: targets redrawn among the speaker's emotional clips, at this rate
+        "max_pose_gap": None,     # stage 2: target pose within this fraction of each pose factor's range
     },
     "train": {
         "max_steps": 1000,
@@ -49,10 +52,20 @@ BASE_DEFAULTS = {
         "deterministic": False,   # torch.use_deterministic_algorithms (bit-exact resume on GPU)
         "check_sync": False,      # at each checkpoint, fail unless every rank holds bit-identical weights
         "optimizer_impl": "auto", # Adam kernels: auto (fused where available) | fused | foreach | loop
+        "probe_every": 0,         # held-out disentanglement probes every N steps (0 = off); see probe.*
         "compile": False,         # torch.compile the stage's networks (minutes of compiling on a CPU)
         "cuda_graphs": False,     # CUDA only: compile with CUDA graphs (mode reduce-overhead); see docs/performance.md
     },
     "optim": {},
+    "probe": {                    # edtalk.eval.probes.TrainingProbe (generator stages on SynthTalk trees)
+        "root": None,             # the tree to probe (None = data.root)
+        "split": "test",          # held-out speakers
+        "max_clips": 24,
+        "frames": 32,
+        "triples": 24,            # cross-driving (identity, lip, pose) speaker triples
+        "cross": True,
+        "factor_net": None,       # the frame reader (None = checkpoints/synthtalk_factor_net)
+    },
 }
 
 

@@ -478,6 +478,7 @@ class Trainer:
         self.ctx = StepContext(self)
         self.step = 0
         self.writer = None
+        self.probe = None
 
     # -- setup ----------------------------------------------------------------------------------
     def _freeze(self, prefixes: List[str]) -> None:
@@ -663,6 +664,29 @@ class Trainer:
         dist.broadcast(flag, src=0)
         return bool(flag.item())
 
+    def _build_probe(self):
+        """The held-out probe of `train.probe_every` (rank 0), or None."""
+        every = int(self.cfg.train.probe_every)
+        if every <= 0:
+            return None
+        if "gen" not in self.models:
+            raise EDTalkError(f"train.probe_every: stage {self.cfg.stage} trains no generator to probe")
+        from ..eval.probes import TrainingProbe
+
+        p = self.cfg.probe
+        return TrainingProbe(str(p.root or self.cfg.data.root).split(":")[0], split=str(p.split), every=every,
+                             factor_net=p.factor_net, max_clips=int(p.max_clips), frames=p.frames,
+                             triples=int(p.triples), cross=bool(p.cross), seed=int(self.cfg.seed),
+                             run_dir=self.run_dir)
+
+    def run_probe(self) -> Dict[str, float]:
+        """Probe the generator (its EMA when there is one) now: run_dir/probes.jsonl + TensorBoard."""
+        values = self.probe(self.ctx.ema_model("gen"), self.step)
+        for k, v in values.items():
+            if v == v:  # NaN (a ratio over ~0) is left out of TensorBoard; the JSONL keeps null
+                self.writer.add_scalar(k, v, self.step)
+        return values
+
     def run_step(self, batch) -> Dict[str, object]:
         """One training step on a batch already on the device; returns the stage's logs."""
         self.ctx.step = self.step
@@ -682,6 +706,9 @@ class Trainer:
             self._sample_fixed = self._sample_batch()
             if resumed is not None:
                 print(f"edtalk: resumed from {resumed} at step {self.step}", flush=True)
+            self.probe = self._build_probe()
+            if self.probe is not None and self.step == 0:
+                self.run_probe()  # the untrained baseline of the curves
         max_steps = int(cfg.train.max_steps)
         bar = None
         if main and cfg.run.progress:
@@ -725,6 +752,8 @@ class Trainer:
                 acc_n, wait_s, busy_s = 0, 0.0, 0.0
             if main and ((sample_every and self.step % sample_every == 0) or self.step == max_steps):
                 self.write_samples()
+            if main and self.probe is not None and (self.probe.due(self.step) or self.step == max_steps):
+                self.run_probe()
             if (ckpt_every and self.step % ckpt_every == 0) or self.step == max_steps:
                 self.save_checkpoint()
         if bar is not None:

@@ -267,19 +267,36 @@ def test_pose_distance_unit_is_the_synthtalk_pose_range():
     assert pose_distance(p, q) == pytest.approx(0.1)
 
 
-def test_stage2_default_plan_is_the_trainers(synth_trees):
-    from edtalk.train.stages.stage2 import Stage2Items as TrainerItems
+def _default_stage2_plan(ds, index):
+    """The stage-2 draw order, written out: clip, target emotion, target clip, neutral source
+    clip, source frame, target frame (HDTF: two frames of the clip)."""
+    rng = ds._rng(index)
+    clip = ds._clip_index(index, rng)
+    if clip not in ds.group_of_clip:
+        name = ds.names[clip]
+        return {"source": (name, ds._random_frame(name, rng)), "target": (name, ds._random_frame(name, rng))}
+    emotions = ds.by_emotion[ds.group_of_clip[clip]]
+    labels = sorted(emotions)
+    pool = emotions[labels[int(rng.integers(len(labels)))]]
+    target = ds.names[pool[int(rng.integers(len(pool)))]]
+    neutral = emotions["neutral"]
+    source = ds.names[neutral[int(rng.integers(len(neutral)))]]
+    return {"source": (source, ds._random_frame(source, rng)), "target": (target, ds._random_frame(target, rng))}
 
+
+def test_stage2_default_plan_is_the_spec_draw_order(synth_trees):
+    from edtalk.train.stages.stage2 import Stage2
+
+    assert Stage2.dataset_spec == "edtalk.data.datasets:Stage2Items"  # the trainer uses this class
     for root, length in ((synth_trees["mead"], None), (synth_trees["mead"], 60),
                          (f"{synth_trees['mead']}:{synth_trees['hdtf']}", 60)):
-        ours, theirs = Stage2Items(root, seed=3, length=length), TrainerItems(root, seed=3, length=length)
+        ours = Stage2Items(root, seed=3, length=length)
         for epoch in (0, 5):
             ours.set_epoch(epoch)
-            theirs.set_epoch(epoch)
-            assert [ours.plan(i) for i in range(len(ours))] == [theirs.plan(i) for i in range(len(theirs))]
+            assert [ours.plan(i) for i in range(len(ours))] == [_default_stage2_plan(ours, i) for i in range(len(ours))]
         opts = Stage2Items(root, seed=3, length=length, exp_pair_rate=0.0, max_pose_gap=None)
         opts.set_epoch(5)
-        assert [opts.plan(i) for i in range(len(opts))] == [theirs.plan(i) for i in range(len(theirs))]
+        assert [opts.plan(i) for i in range(len(opts))] == [_default_stage2_plan(opts, i) for i in range(len(opts))]
     item = Stage2Items(synth_trees["mead"], seed=3, max_pose_gap=0.1)[0]
     assert set(item) == {"source", "target"} and item["target"].shape == (3, 48, 48)
 

@@ -98,9 +98,17 @@ class GeneratorStage(Stage):
         size = int(d.size) if d.size else int(self.cfg.model.size)
         try:
             extra = {"length": int(d.length)} if d.length else {}
+            # pair options reach only the datasets that have them (set only when not the default)
+            for key in ("cross_clip_rate", "exp_pair_rate"):
+                if float(d.get(key, 0.0)) > 0:
+                    extra[key] = float(d[key])
+            if d.get("max_pose_gap") is not None:
+                extra["max_pose_gap"] = float(d.max_pose_gap)
             return cls(str(d.root), split=str(d.split), size=size, seed=int(self.cfg.seed), **extra)
         except FileNotFoundError as exc:
             raise EDTalkError(f"data.root {d.root}: {exc}") from None
+        except TypeError as exc:  # e.g. data.max_pose_gap with a stage-1 dataset
+            raise EDTalkError(f"data options {sorted(set(extra) - {'length'})} do not apply to {cls.__name__}: {exc}") from None
 
     def trainable(self):
         return {name: [name] for name in ("gen", "dis") if name in self.models}

@@ -32,7 +32,7 @@ from omegaconf import OmegaConf
 
 from ...config import EDTalkConfig
 from ...data import layout
-from ...data.datasets import Stage0Pairs
+from ...data.datasets import Stage2Items
 from ...errors import EDTalkError, InputError
 from ...model import EDTalk
 from ...networks.motion import latent_offset
@@ -137,49 +137,6 @@ def resolve_stage1_init(kind: str, path: Optional[str]) -> Tuple[str, Optional[s
 # ----------------------------------------------------------------------------- data
 
 
-class Stage2Items(Stage0Pairs):
-    """{"source", "target"} for stage 2.
-
-    Item i of a MEAD-style tree: s = the speaker of clip i (a random clip when `length` is set);
-    the target's emotion is drawn uniformly from the emotions s has in the split (neutral
-    included), then a random clip of that emotion and a random frame; the source is a random
-    frame of a random neutral clip of s.  An HDTF clip (give both roots, "mead:hdtf") gives a
-    same-clip pair, as in stage 0.  All draws come from default_rng([seed, epoch, i]).
-    """
-
-    def __init__(self, root, split="train", size=None, seed=0, store=None, length=None):
-        super().__init__(root, split, size, seed, store, length)
-        if all(tree.kind != "mead" for tree in self.trees):
-            raise InputError(f"stage 2 needs a MEAD-style tree (emotion labels in the names): {root}")
-        self.by_emotion: Dict[tuple, Dict[str, list]] = {}  # speaker group → emotion → clip indices
-        self.group_of_clip: Dict[int, tuple] = {}
-        for group, clips in self.groups.items():
-            if self.kind_of(self.names[clips[0]]) != "mead":
-                continue
-            emotions: Dict[str, list] = {}
-            for k in clips:
-                emotions.setdefault(layout.parse_mead_name(self.names[k]).emotion, []).append(k)
-                self.group_of_clip[k] = group
-            if "neutral" not in emotions:
-                raise InputError(f"speaker {group[1]} has no neutral clip in the {split} split (stage-2 sources)")
-            self.by_emotion[group] = emotions
-
-    def plan(self, index: int) -> dict:
-        rng = self._rng(index)
-        clip = self._clip_index(index, rng)
-        if clip not in self.group_of_clip:  # HDTF: two frames of the same clip
-            name = self.names[clip]
-            return {"source": (name, self._random_frame(name, rng)), "target": (name, self._random_frame(name, rng))}
-        emotions = self.by_emotion[self.group_of_clip[clip]]
-        labels = sorted(emotions)
-        pool = emotions[labels[int(rng.integers(len(labels)))]]
-        target = self.names[pool[int(rng.integers(len(pool)))]]
-        neutral = emotions["neutral"]
-        source = self.names[neutral[int(rng.integers(len(neutral)))]]
-        return {"source": (source, self._random_frame(source, rng)),
-                "target": (target, self._random_frame(target, rng))}
-
-
 # ----------------------------------------------------------------------------- stage
 
 
@@ -193,7 +150,7 @@ def decorrelation_loss(d_e: torch.Tensor, d_m: torch.Tensor) -> torch.Tensor:
 @register_stage("stage2")
 class Stage2(GeneratorStage):
     default_config = STAGE2_DEFAULTS
-    dataset_spec = "edtalk.train.stages.stage2:Stage2Items"
+    dataset_spec = "edtalk.data.datasets:Stage2Items"
 
     @property
     def gen_optimizer(self) -> str:
