@@ -53,6 +53,7 @@ BASE_DEFAULTS = {
         "check_sync": False,      # at each checkpoint, fail unless every rank holds bit-identical weights
         "optimizer_impl": "auto", # Adam kernels: auto (fused where available) | fused | foreach | loop
         "probe_every": 0,         # held-out disentanglement probes every N steps (0 = off); see probe.*
+        "channels_last": "auto",  # NHWC images and conv weights: auto (on for the CPU) | true | false
         "compile": False,         # torch.compile the stage's networks (minutes of compiling on a CPU)
         "cuda_graphs": False,     # CUDA only: compile with CUDA graphs (mode reduce-overhead); see docs/performance.md
     },

@@ -240,3 +240,25 @@ def test_compiled_step_matches_eager(synth_tree, tmp_path, monkeypatch):
     assert n0 == n1
     assert len(compiled_modules) == 1 and compiled_modules[0]._compiled_call_impl is not None
     assert comp["g_total"] == pytest.approx(eager["g_total"], rel=1e-4)
+
+
+def test_channels_last_trains_the_same_numbers(synth_tree, tmp_path):
+    """NHWC weights and images (the CPU default) train like NCHW: same losses and weights to
+    float rounding, and the export is an ordinary (contiguous) model."""
+    from edtalk import EDTalk
+
+    out = {}
+    for flag in ("true", "false"):
+        cfg = load_train_config(str(TINY1), [f"data.root={synth_tree}", f"run.dir={tmp_path / flag}", "train.max_steps=3",
+                                             "run.log_every=1", f"train.channels_last={flag}", *QUIET])
+        trainer = Trainer(cfg)
+        convs = [p for p in trainer.models["gen"].parameters() if p.dim() == 4 and p.shape[-1] > 1 and p.shape[1] > 1]
+        assert convs and all(p.is_contiguous(memory_format=torch.channels_last) == (flag == "true") for p in convs)
+        out[flag] = (trainer.train(), trainer.models["gen"].state_dict())
+    (r1, w1), (r0, w0) = out["true"], out["false"]
+    assert r1.last_logs["g_total"] == pytest.approx(r0.last_logs["g_total"], rel=1e-4)
+    for k in w0:  # Adam moves a weight by ~lr whatever its gradient's size: rounding can flip a near-zero one
+        diff = (w1[k].float() - w0[k].float())
+        assert diff.abs().max() <= 2 * 3 * 1e-3 and diff.norm() <= 1e-3 * (w0[k].float().norm() + 1), k
+    model = EDTalk.from_pretrained(r1.exports[0])
+    assert all(t.is_contiguous() for t in model.state_dict().values())

@@ -50,3 +50,63 @@ def test_pair_options_reach_the_dataset_or_fail_in_one_line(synth_tree, tmp_path
                                          "data.max_pose_gap=0.1", *QUIET])
     with pytest.raises(EDTalkError, match=r"max_pose_gap.*do not apply to Stage1Items"):
         Trainer(cfg)
+
+
+def test_running_fea_center_exposes_an_offset_and_keeps_its_mean(synth_tree, tmp_path):
+    import math
+
+    import torch
+
+    from edtalk.train.stage import get_stage
+
+    cfg = load_train_config(str(TINY1), [f"data.root={synth_tree}", f"run.dir={tmp_path}",
+                                         "loss.fea_center=running", "loss.fea_center_momentum=0.5"])
+    stage = get_stage("stage1")(cfg, torch.device("cpu"))
+    torch.manual_seed(0)
+    offset = 100.0 * torch.randn(1, 8)
+    own1, own2 = offset + torch.randn(4, 8), offset + torch.randn(4, 8)
+    cross = offset + torch.randn(4, 8)
+    first = float(stage.consistency(cross, own1, "m"))   # centred on own1's mean (the first batch)
+    assert first > 4 / math.e + 1.0                       # the offset no longer hides the disagreement
+    stage.consistency(cross, own2, "m")
+    expected = 0.5 * own1.mean(0, keepdim=True) + 0.5 * own2.mean(0, keepdim=True)
+    assert torch.allclose(stage.center_state["fea_mean_m"], expected)
+    saved = stage.state_dict()
+    other = get_stage("stage1")(cfg, torch.device("cpu"))
+    other.load_state(saved)
+    assert float(other.consistency(cross, own2, "m")) == float(stage.consistency(cross, own2, "m"))
+    bad = load_train_config(str(TINY1), [f"data.root={synth_tree}", f"run.dir={tmp_path}", "loss.fea_center=median"])
+    with pytest.raises(EDTalkError, match="fea_center"):
+        get_stage("stage1")(bad, torch.device("cpu")).consistency(cross, own1, "m")
+
+
+def test_running_center_resume_is_exact_and_image_halves_sum_doubles(synth_tree, tmp_path):
+    import torch
+
+    from edtalk.train.trainer import load_checkpoint
+
+    common = [f"data.root={synth_tree}", "loss.fea_center=running", "loss.adv=0", "run.export=false", *QUIET]
+    whole = load_train_config(str(TINY1), common + [f"run.dir={tmp_path / 'a'}", "train.max_steps=4"])
+    Trainer(whole).train()
+    part = load_train_config(str(TINY1), common + [f"run.dir={tmp_path / 'b'}", "train.max_steps=2"])
+    Trainer(part).train()
+    rest = load_train_config(str(TINY1), common + [f"run.dir={tmp_path / 'b'}", "train.max_steps=4"])
+    Trainer(rest).train()
+    a = load_checkpoint(tmp_path / "a" / "checkpoints" / "step_00000004.pt")
+    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "step_00000004.pt")
+    assert set(a["stage_state"]) == {"fea_mean_m", "fea_mean_p"}
+    for k in a["stage_state"]:
+        assert torch.equal(a["stage_state"][k], b["stage_state"][k])
+    for k, v in a["models"]["gen"].items():
+        assert torch.equal(v, b["models"]["gen"][k]), k
+
+    logs = {}
+    for mode in ("mean", "sum"):
+        cfg = load_train_config(str(TINY1), [f"data.root={synth_tree}", f"run.dir={tmp_path / mode}", "loss.adv=0",
+                                             f"loss.image_halves={mode}", *QUIET])
+        trainer = Trainer(cfg)
+        batch = next(trainer._batches())
+        logs[mode] = trainer.run_step(batch)
+    for k in ("rec_l1", "cross_l1", "rec_mouth"):
+        assert float(logs["sum"][k]) == pytest.approx(2 * float(logs["mean"][k]), rel=1e-6)
+    assert float(logs["sum"]["fea_m"]) == pytest.approx(float(logs["mean"]["fea_m"]), rel=1e-6)

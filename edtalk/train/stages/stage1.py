@@ -15,7 +15,10 @@ L1 inside the targets' lip boxes for self and cross outputs — at 64² the mout
 of a whole-frame L1; `loss.repair` (default 0), the same terms for a third output per target:
 source a_b (a with b's mouth pasted in), motion of a, target a — everything but the mouth can be
 copied from the source, so the whole loss is about rendering the mouth that d_m asks for;
-`loss.fea_center` (default false): the fea terms on deviations from the batch's mean self latent.
+`loss.fea_center` (default false): the fea terms on deviations from the batch's mean self latent
+(true / batch), or from a running mean of the self latents over steps (running, momentum
+`loss.fea_center_momentum`, all-reduced over ranks, checkpointed); `loss.image_halves: sum`
+counts the image terms as the official trainer does, a's plus b's (2x our mean over [a; b]).
 D: real [a,b] vs fake [cross a, cross b].  All of G learns (E, dec, fc, heads, W26 through QR); `train.freeze:
 [gen.enc, gen.dec]` freezes E/dec.
 """
@@ -26,6 +29,7 @@ from omegaconf import OmegaConf
 
 from ...networks.motion import latent_offset
 from ...nn.ops import scalar
+from ...errors import EDTalkError
 from ..losses import feature_consistency_loss
 from ..stage import register_stage
 from .common import GENERATOR_DEFAULTS, GeneratorStage
@@ -33,7 +37,10 @@ from .common import GENERATOR_DEFAULTS, GeneratorStage
 STAGE1_DEFAULTS = OmegaConf.to_container(OmegaConf.merge(
     OmegaConf.create(GENERATOR_DEFAULTS),
     {"loss": {"rec": 1.0, "cross": 1.0, "fea_m": 1.0, "fea_p": 1.0, "fea_reduction": "sum",
-              "mouth": 0.0, "repair": 0.0, "fea_center": False}}))
+              "mouth": 0.0, "repair": 0.0, "fea_center": False, "fea_center_momentum": 0.99,
+              "image_halves": "mean"}}))
+
+FEA_CENTER_MODES = {"false": None, "none": None, "true": "batch", "batch": "batch", "running": "running"}
 
 
 @register_stage("stage1")
@@ -79,13 +86,14 @@ class Stage1(GeneratorStage):
             repair = float(loss.repair) > 0
             f = self.forward(gen, batch, repair=repair)
             # one pass over [self; cross; repair]; each part's prefix is also its loss-weight key
-            parts = [(prefix, float(loss[prefix]), f[part]) for part, prefix in
+            halves = self.image_halves_factor()
+            parts = [(prefix, halves * float(loss[prefix]), f[part]) for part, prefix in
                      [("self", "rec"), ("cross", "cross")] + ([("repair", "repair")] if repair else [])]
             total, terms = self.image_terms(parts, target, boxes, mouth=float(loss.mouth))
             adv = self.adversarial_loss(torch.cat([f["self"], f["cross"]]))
             terms.update(adv)
             for name in ("m", "p"):
-                fea = self.consistency(f[f"{name}_cross"], f[f"{name}_self"])
+                fea = self.consistency(f[f"{name}_cross"], f[f"{name}_self"], name)
                 terms[f"fea_{name}"] = fea * scalar(float(loss[f"fea_{name}"]), fea)
             for extra in [*adv.values(), terms["fea_m"], terms["fea_p"]]:
                 total = total + extra
@@ -93,7 +101,7 @@ class Stage1(GeneratorStage):
         logs.update(self.discriminator_step(ctx, target, f["cross"]))
         return logs
 
-    def consistency(self, cross: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+    def consistency(self, cross: torch.Tensor, own: torch.Tensor, name: str = "m") -> torch.Tensor:
         """The fea term for a then b (each half summed, or averaged with fea_reduction=mean).
 
         A sum is over the *global* batch: each rank's sum is scaled by the number of processes,
@@ -101,14 +109,56 @@ class Stage1(GeneratorStage):
         """
         red = str(self.cfg.loss.fea_reduction)
         cross, own = cross.float(), own.float()
-        if bool(self.cfg.loss.fea_center):
-            # cos of deviations from this batch's mean self latent: a shared offset in every α makes
-            # the plain term sit at its minimum whatever the crosses carry (not in the spec)
-            mean = own.mean(0, keepdim=True)
+        center = self.fea_center_mode()
+        if center is not None:
+            # cos of deviations from the mean self latent: a shared offset in every α makes the
+            # plain term sit at its minimum whatever the crosses carry (not in the spec)
+            mean = own.mean(0, keepdim=True) if center == "batch" else self.running_center(name, own)
             cross, own = cross - mean, own - mean
         halves = zip(cross.chunk(2), own.chunk(2))
         total = sum(feature_consistency_loss(c, o, red) for c, o in halves)
         return total * self.world_size if red == "sum" else total
+
+    def fea_center_mode(self):
+        mode = str(self.cfg.loss.fea_center).lower()
+        if mode not in FEA_CENTER_MODES:
+            raise EDTalkError(f"loss.fea_center must be false, batch (true) or running, got {self.cfg.loss.fea_center!r}")
+        return FEA_CENTER_MODES[mode]
+
+    def image_halves_factor(self) -> float:
+        mode = str(self.cfg.loss.image_halves)
+        if mode not in ("mean", "sum"):
+            raise EDTalkError(f"loss.image_halves must be mean or sum, got {mode!r}")
+        return 2.0 if mode == "sum" else 1.0
+
+    @torch.no_grad()
+    def running_center(self, name: str, own: torch.Tensor) -> torch.Tensor:
+        """The running mean of part `name`'s self latents, updated with this batch (all ranks'
+        batches: every rank keeps the same mean); returns the mean before the update."""
+        batch_mean = own.detach().mean(0, keepdim=True)
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(batch_mean)
+            batch_mean /= self.world_size
+        key = f"fea_mean_{name}"
+        current = self.center_state.get(key)
+        if current is None:
+            current = batch_mean.clone()
+        m = float(self.cfg.loss.fea_center_momentum)
+        self.center_state[key] = current * m + batch_mean * (1 - m)
+        return current
+
+    @property
+    def center_state(self) -> dict:
+        return self.__dict__.setdefault("_center_state", {})
+
+    def state_dict(self):
+        return {k: v.cpu() for k, v in self.center_state.items()}
+
+    def load_state(self, state):
+        self.center_state.clear()
+        self.center_state.update({k: v.to(self.device) for k, v in state.items() if k.startswith("fea_mean_")})
 
     def sample_images(self, batch, ctx):
         f = self.forward(ctx.ema_model("gen"), batch)
