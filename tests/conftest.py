@@ -28,7 +28,7 @@ def reference(parity_dir):
 
 @pytest.fixture(scope="session")
 def tiny_synthtalk_model(tmp_path_factory):
-    """scripts/train_synthtalk_model.py --preset tiny, run once per session (about a minute):
+    """scripts/train_synthtalk_model.py --preset tiny, run once per session (one to two minutes):
     {"work", "out" (a folder in the bundled model's layout), "tree", "stdout"}."""
     repo = Path(__file__).resolve().parents[1]
     base = tmp_path_factory.mktemp("synthtalk_model")
