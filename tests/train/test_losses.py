@@ -29,10 +29,12 @@ def test_pyramid_sizes_and_values():
     # A constant image stays constant away from the zero-padded border.
     const = pyr(torch.full((1, 3, 64, 64), 0.5))
     assert torch.allclose(const[1][..., 2:-2, 2:-2], torch.tensor(0.5), atol=1e-6)
-    # Level ½ is blur (5x5, pad 2) then stride 2, channel by channel.
-    k = L.gaussian_kernel_1d(0.5)
-    ref = F.conv2d(x[:, 1:2], torch.outer(k, k)[None, None], stride=2, padding=2)
-    assert torch.allclose(levels[1][:, 1:2], ref, atol=1e-6)
+    # Each level is the 2-D blur (5x5 / 13x13 / 29x29, pad ks//2) then the stride, channel by
+    # channel (computed as two 1-D passes)
+    for level, scale in zip(levels[1:], (0.5, 0.25, 0.125)):
+        k = L.gaussian_kernel_1d(scale)
+        ref = F.conv2d(x[:, 1:2], torch.outer(k, k)[None, None], stride=round(1 / scale), padding=k.numel() // 2)
+        assert torch.allclose(level[:, 1:2], ref, atol=1e-6)
 
 
 def _vgg19_features():
