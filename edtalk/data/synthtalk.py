@@ -42,12 +42,18 @@ CLI::
 
     python -m edtalk.data.synthtalk --out DIR [--kind mead|hdtf|both] [--size 64] [--seed 0]
         [--speakers 2] [--emotions all] [--levels 1,2,3] [--clips-per 1] [--frames 32|25-50]
-        [--pose-drift 1] [--pose-range 1] [--exp-change 0] [--emotional-voice]
+        [--pose-drift 1] [--pose-range 1] [--exp-change 0] [--emotional-voice] [--turn-cues]
         [--videos 2] [--seconds 7] [--no-mel] [--overwrite] [--quiet]
 
+``--turn-cues`` renders head turns as turns of a head (ears, the side of the head and the hair
+behind it move against the face, and a frame-fixed light shades the turned face; see
+:mod:`edtalk.data.synthtalk_render`): at 64² it lifts the yaw and pitch a network can read off a
+frame (docs/factor_ceiling.md).  It changes no factor and no landmark, and frontal frames not at
+all; it is off by default because the shipped models were trained on trees without it.
+
 Trees go to ``DIR/mead`` and ``DIR/hdtf``.  Same seed and options ⇒ identical bytes (one clip's
-content depends only on the seed, the factor options ``--pose-drift/--pose-range/--exp-change``
-and its own speaker/emotion/level/index, not on the other options; with ``--exp-change`` the
+content depends only on the seed, the factor options ``--pose-drift/--pose-range/--exp-change``,
+``--turn-cues`` and its own speaker/emotion/level/index, not on the other options; with ``--exp-change`` the
 labels a clip may change to are the tree's, so ``--emotions``/``--levels`` matter too).
 """
 
@@ -292,14 +298,16 @@ def face_boxes(landmarks: np.ndarray, size: int) -> np.ndarray:
 def make_clip(ident: Identity, num_frames: int, size: int = 64, rng: Optional[np.random.Generator] = None,
               emotion: Optional[str] = None, level: Optional[int] = None, factors: Optional[dict] = None,
               pose_drift: float = 1.0, emotional_voice: bool = False, pose_range: float = 1.0,
-              exp_change: float = 0.0, change_targets: Optional[Sequence[tuple]] = None) -> dict:
+              exp_change: float = 0.0, change_targets: Optional[Sequence[tuple]] = None,
+              turn_cues: bool = False) -> dict:
     """Render one clip: {'frames' uint8 [T,S,S,3], 'audio' float32 [T·640], 'landmarks' float32
     [T,68,2], 'bbox' int64 [T,4], 'factors' {mouth, pose, expression, blink}}.
 
     `factors` overrides sampling (used by swap tests); otherwise drawn from `rng` (`pose_drift`,
     `pose_range`, `exp_change`, `change_targets`: see :func:`sample_factors`).  `emotional_voice`
     colours the speech by `emotion` and `level` (:data:`VOICE_EMOTIONS`); off, the voice is neutral.
-    The voice keeps the clip's own label through an expression change.
+    The voice keeps the clip's own label through an expression change.  `turn_cues`: see
+    :func:`render_frames` (same factors, landmarks and audio; only turned frames' pixels differ).
     """
     if num_frames < 1:
         raise InputError(f"a clip needs at least one frame, got {num_frames}")
@@ -312,7 +320,7 @@ def make_clip(ident: Identity, num_frames: int, size: int = 64, rng: Optional[np
                                  change_targets)
     t0 = time.perf_counter()
     frames, landmarks = render_frames(ident, factors["mouth"], factors["pose"], factors["expression"],
-                                      factors["blink"], size=size)
+                                      factors["blink"], size=size, turn_cues=turn_cues)
     t1 = time.perf_counter()
     voice = (emotion, LEVEL_SCALE.get(level, 1.0)) if emotional_voice and emotion else (None, 1.0)
     audio = synthesize_audio(factors["mouth"], ident, r_audio, *voice)
@@ -466,7 +474,7 @@ def generate_mead(out: os.PathLike, speakers: int = 2, emotions: Sequence[str] =
                   seed: int = 0, mel: bool = True, test_fraction: float = 0.25, overwrite: bool = False,
                   neutral_levels: bool = False, validate: bool = True, quiet: bool = True, stats: Optional[dict] = None,
                   pose_drift: float = 1.0, emotional_voice: bool = False, pose_range: float = 1.0,
-                  exp_change: float = 0.0):
+                  exp_change: float = 0.0, turn_cues: bool = False):
     """Write a MEAD-style tree (``<speaker>#<emotion>#level_<k>#<nnn>``) at `out`.
 
     Neutral only at level 1 like MEAD unless `neutral_levels`.  Speakers M101, W102, …; the last
@@ -478,7 +486,8 @@ def generate_mead(out: os.PathLike, speakers: int = 2, emotions: Sequence[str] =
     tree (:func:`sample_change`); its factors file then also holds ``exp_change_emotion`` ('' when
     the clip does not change), ``exp_change_level``, ``exp_change_start`` (−1), ``exp_change_frames``
     and the per-frame ``exp_change_weight`` [T] (0 = the name's label, 1 = the new one); the
-    per-frame ``expression`` is the truth throughout.  Defaults write today's bytes.
+    per-frame ``expression`` is the truth throughout.  `turn_cues` renders head turns with the
+    cues of :func:`render_frames` (manifest key ``turn_cues``).  Defaults write today's bytes.
     """
     root = Path(out)
     if speakers < 1 or clips_per < 1:
@@ -516,7 +525,7 @@ def generate_mead(out: os.PathLike, speakers: int = 2, emotions: Sequence[str] =
             T = int(rng.integers(lo, hi + 1))
             clip = make_clip(idents[spk], T, size, rng, emotion=e, level=lv, pose_drift=pose_drift,
                              emotional_voice=emotional_voice, pose_range=pose_range, exp_change=exp_change,
-                             change_targets=labels)
+                             change_targets=labels, turn_cues=turn_cues)
             _add_timing(stats, clip, T)
             name = layout.format_mead_name(_speaker_id(spk), e, lv, k + 1)
             names_by_speaker.setdefault(_speaker_id(spk), []).append(name)
@@ -534,6 +543,7 @@ def generate_mead(out: os.PathLike, speakers: int = 2, emotions: Sequence[str] =
                            "emotional_voice": emotional_voice,
                            **({"pose_range": pose_range} if pose_range != 1.0 else {}),
                            **({"exp_change": exp_change} if exp_change > 0 else {}),
+                           **({"turn_cues": True} if turn_cues else {}),
                            "test_speakers": sorted(test_speakers), "factors": _definitions()})
     return layout.validate_tree(root, "mead", check_media=True) if validate else None
 
@@ -576,9 +586,10 @@ def _write_splits(root: Path, names_by_group: dict, test_fraction: float) -> lis
 
 def generate_hdtf(out: os.PathLike, videos: int = 2, seconds: float = 7.0, size: int = 64, seed: int = 0,
                   mel: bool = True, test_fraction: float = 0.25, overwrite: bool = False, validate: bool = True,
-                  quiet: bool = True, stats: Optional[dict] = None):
+                  quiet: bool = True, stats: Optional[dict] = None, turn_cues: bool = False):
     """Write an HDTF-style tree: each video (SYN_Person<k>_000) is cut into 5 s clips ``<video>#<k>``
-    (125 frames, the short tail kept).  The last ceil(V·test_fraction) videos are the test split."""
+    (125 frames, the short tail kept).  The last ceil(V·test_fraction) videos are the test split.
+    `turn_cues`: see :func:`generate_mead`."""
     root = Path(out)
     if videos < 1 or seconds <= 0:
         raise InputError("need at least one video of positive length")
@@ -594,7 +605,7 @@ def generate_hdtf(out: os.PathLike, videos: int = 2, seconds: float = 7.0, size:
         for v in range(videos):
             video = f"SYN_Person{v:03d}_000"
             ident = sample_identity(np.random.default_rng([seed, 2, v, 0]))
-            full = make_clip(ident, total, size, np.random.default_rng([seed, 2, v, 1]))
+            full = make_clip(ident, total, size, np.random.default_rng([seed, 2, v, 1]), turn_cues=turn_cues)
             _add_timing(stats, full, total)
             for c in range(n_clips):
                 a, b = c * layout.HDTF_CLIP_FRAMES, min(total, (c + 1) * layout.HDTF_CLIP_FRAMES)
@@ -609,7 +620,8 @@ def generate_hdtf(out: os.PathLike, videos: int = 2, seconds: float = 7.0, size:
         writer.close()
     test_videos = _write_splits(root, names_by_video, test_fraction)
     _write_manifest(root, {"generator": "synthtalk", "version": VERSION, "kind": "hdtf", "seed": seed, "size": size,
-                           "videos": videos, "seconds": seconds, "mel": mel, "test_videos": sorted(test_videos),
+                           "videos": videos, "seconds": seconds, "mel": mel,
+                           **({"turn_cues": True} if turn_cues else {}), "test_videos": sorted(test_videos),
                            "factors": _definitions()})
     return layout.validate_tree(root, "hdtf", check_media=True) if validate else None
 
@@ -617,7 +629,7 @@ def generate_hdtf(out: os.PathLike, videos: int = 2, seconds: float = 7.0, size:
 def generate(out: os.PathLike, kind: str = "both", **kwargs) -> dict:
     """Write ``out/mead`` and/or ``out/hdtf``; kwargs go to :func:`generate_mead` / :func:`generate_hdtf`
     (``speakers, emotions, levels, clips_per, frames, neutral_levels, pose_drift, emotional_voice, pose_range,
-    exp_change`` → MEAD only; ``videos, seconds`` → HDTF only; the rest to both).
+    exp_change`` → MEAD only; ``videos, seconds`` → HDTF only; the rest, ``turn_cues`` too, to both).
     Returns {kind: TreeReport or None}."""
     if kind not in ("mead", "hdtf", "both"):
         raise InputError(f"kind must be mead, hdtf or both, got {kind!r}")
@@ -685,6 +697,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--emotional-voice", action="store_true",
                    help="MEAD: colour each clip's voice by its emotion and level (pitch, intonation, timbre, "
                         "tremor, breath); off, every voice is neutral and the audio carries no emotion")
+    p.add_argument("--turn-cues", action="store_true",
+                   help="render head turns as turns: ears, the side of the head and the back hair move against the "
+                        "face and a fixed light shades the turned face (yaw/pitch read better at 64²; factors, "
+                        "landmarks and frontal frames unchanged; off by default: the shipped models were trained "
+                        "without it)")
     p.add_argument("--videos", type=int, default=2, help="HDTF source videos (default 2)")
     p.add_argument("--seconds", type=float, default=7.0, help="HDTF video length in seconds (default 7: clips of 5 s + 2 s)")
     p.add_argument("--test-fraction", type=float, default=0.25)
@@ -713,7 +730,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                            emotions=emotions, levels=levels, clips_per=args.clips_per, frames=args.frames,
                            neutral_levels=args.neutral_levels, pose_drift=args.pose_drift,
                            pose_range=args.pose_range, exp_change=args.exp_change,
-                           emotional_voice=args.emotional_voice, videos=args.videos, seconds=args.seconds,
+                           emotional_voice=args.emotional_voice, turn_cues=args.turn_cues,
+                           videos=args.videos, seconds=args.seconds,
                            test_fraction=args.test_fraction, mel=not args.no_mel, overwrite=args.overwrite,
                            validate=not args.no_validate, quiet=args.quiet, stats=stats)
         wall = time.perf_counter() - t0

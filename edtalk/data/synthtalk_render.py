@@ -13,6 +13,20 @@ Landmarks first, pixels from landmarks:
    coordinates (:func:`pose_inverse`, fixed-point iteration of the same map) and evaluating signed
    distance fields of shapes built from the deformed landmarks, so the saved landmarks agree with
    the pixels to a fraction of a pixel.
+5. optional *turn cues* (``turn_cues=True``, ``--turn-cues``; off by default, so trees, the
+   shipped models' data and every pinned pixel stay as they were): a yaw or pitch turn then also
+   reads as a turn of a head, not only as inner features sliding sideways.  (a) The ears, the side
+   of the head (the face outline, drawn under the face) and the hair behind the head are layers
+   behind the pivot (:data:`EAR_DEPTH`, :data:`HAIR_DEPTH`): they move against the face, so in a
+   turn the side of the head and one ear come out from behind the cheek while the other ear hides
+   behind it, and the hair rim widens on one side and narrows on the other (pitch: the ears drop
+   or rise against the eyes, the hair rim above the forehead grows or shrinks).  The neck lies on
+   the turning axis (:data:`NECK_DEPTH`): the chin turns over it, and looking up shows more of
+   it.  (b) A frame-fixed light (:data:`TURN_LIGHT`, from the upper left): the face is shaded by how the
+   turn changes its surface normals (those of the depth bump) towards the light, so the lit side
+   of the face and its brightness follow yaw, pitch and roll.  A frontal pose (yaw = pitch = roll
+   = 0) renders the same pixels with and without the cues; the landmarks, the face warp and
+   every factor's meaning are the same either way.
 
 The voice (:func:`synthesize_audio`) is additive source–filter synthesis: harmonics of a
 glottal f0 weighted by three formant resonances; F1 follows the mouth opening, F2 width and
@@ -38,6 +52,14 @@ TEMPLATE68 = TEMPLATE_68
 FACE_CENTER = np.array([127.5, 140.0])  # pose pivot (canonical)
 EYE_LINE = 112.0
 BUMP_DEPTH, BUMP_SX, BUMP_SY = 55.0, 55.0, 70.0  # depth field z(c) for yaw/pitch
+
+# Turn cues (render_frames(turn_cues=True)): depths of the layers behind the pivot (canonical px;
+# the face's depth is the bump, 55 at its centre, ~25 at the jaw line), and the frame-fixed light.
+EAR_DEPTH = -25.0
+HAIR_DEPTH = -30.0
+NECK_DEPTH = 0.0  # on the turning axis: the neck stays while the chin turns over it
+TURN_LIGHT = np.array([-0.40, -0.65, 0.65]) / np.linalg.norm([-0.40, -0.65, 0.65])  # x right, y down, z: camera
+TURN_LIGHT_GAIN = 1.5  # face brightness × (1 + gain·(n_turned·L − n_frontal·L))
 
 JAW = list(range(0, 17))
 BROW_L, BROW_R = list(range(17, 22)), list(range(22, 27))
@@ -230,8 +252,8 @@ def pose_forward(points: np.ndarray, pose: np.ndarray) -> np.ndarray:
     return np.stack([qx, qy], -1)
 
 
-def pose_inverse(qx: torch.Tensor, qy: torch.Tensor, pose: np.ndarray, iters: int = 6):
-    """Frame coords (256 frame, broadcastable to [T,H,W]) → canonical coords, pose [T,6]."""
+def _unwarp(qx: torch.Tensor, qy: torch.Tensor, pose: np.ndarray):
+    """Frame coords → (ux, uy, sin yaw, sin pitch): the pose map undone up to the depth shift."""
     pz = torch.from_numpy(pose.astype(np.float32))[:, :, None, None]
     yaw, pitch, roll, tx, ty, scale = pz.unbind(1)
     dx = qx - FACE_CENTER[0] - tx * CANONICAL
@@ -239,12 +261,62 @@ def pose_inverse(qx: torch.Tensor, qy: torch.Tensor, pose: np.ndarray, iters: in
     c, s = torch.cos(roll), torch.sin(roll)
     ux = (c * dx + s * dy) / (scale * torch.cos(yaw))
     uy = (-s * dx + c * dy) / (scale * torch.cos(pitch))
-    ay, ap = torch.sin(yaw), torch.sin(pitch)
+    return ux, uy, torch.sin(yaw), torch.sin(pitch)
+
+
+def pose_inverse(qx: torch.Tensor, qy: torch.Tensor, pose: np.ndarray, iters: int = 6):
+    """Frame coords (256 frame, broadcastable to [T,H,W]) → canonical coords, pose [T,6]."""
+    ux, uy, ay, ap = _unwarp(qx, qy, pose)
     cx, cy = ux, uy
     for _ in range(iters):
         z = _bump(cx, cy, torch)
         cx, cy = ux - ay * z, uy - ap * z
     return cx + FACE_CENTER[0], cy + FACE_CENTER[1]
+
+
+def layer_forward(points: np.ndarray, pose: np.ndarray, depth: float) -> np.ndarray:
+    """:func:`pose_forward` for a flat layer at constant `depth` instead of the face's bump (the
+    turn cues' ears and back hair; a negative depth lies behind the pivot and moves against the face)."""
+    yaw, pitch, roll, tx, ty, scale = (pose[:, i:i + 1] for i in range(6))
+    ux = (points[..., 0] - FACE_CENTER[0] + np.sin(yaw) * depth) * np.cos(yaw)
+    uy = (points[..., 1] - FACE_CENTER[1] + np.sin(pitch) * depth) * np.cos(pitch)
+    c, s = np.cos(roll), np.sin(roll)
+    qx = scale * (c * ux - s * uy) + FACE_CENTER[0] + tx * CANONICAL
+    qy = scale * (s * ux + c * uy) + FACE_CENTER[1] + ty * CANONICAL
+    return np.stack([qx, qy], -1)
+
+
+def layer_inverse(qx: torch.Tensor, qy: torch.Tensor, pose: np.ndarray, depth: float):
+    """Frame coords → canonical coords of a flat layer at constant `depth` (exact inverse of
+    :func:`layer_forward`; at yaw = pitch = 0 the same as :func:`pose_inverse`)."""
+    ux, uy, ay, ap = _unwarp(qx, qy, pose)
+    return ux - ay * depth + FACE_CENTER[0], uy - ap * depth + FACE_CENTER[1]
+
+
+def turn_light(px: torch.Tensor, py: torch.Tensor, pose: np.ndarray) -> torch.Tensor:
+    """Brightness factor [T,H,W] of the face under the turn cues' frame-fixed light.
+
+    The bump's surface normal at canonical (px, py) is turned by yaw (about the vertical axis,
+    the front towards +x), pitch (about the horizontal axis, the front towards +y) and roll; the
+    factor is 1 + TURN_LIGHT_GAIN·(n_turned·L − n_frontal·L), exactly 1 for a frontal pose."""
+    pz = torch.from_numpy(pose.astype(np.float32))[:, :, None, None]
+    yaw, pitch, roll = pz[:, 0], pz[:, 1], pz[:, 2]
+    cx, cy = px - FACE_CENTER[0], py - FACE_CENTER[1]
+    z = _bump(cx, cy, torch)
+    nx, ny = z * cx / BUMP_SX ** 2, z * cy / BUMP_SY ** 2  # −∂z/∂x, −∂z/∂y
+    nz = torch.ones_like(nx)
+    norm = torch.sqrt(nx * nx + ny * ny + 1.0)
+    nx, ny, nz = nx / norm, ny / norm, nz / norm
+    L = [float(v) for v in TURN_LIGHT]
+    frontal = L[0] * nx + L[1] * ny + L[2] * nz
+    c, s = torch.cos(yaw), torch.sin(yaw)
+    nx, nz = c * nx + s * nz, c * nz - s * nx
+    c, s = torch.cos(pitch), torch.sin(pitch)
+    ny, nz = c * ny + s * nz, c * nz - s * ny
+    c, s = torch.cos(roll), torch.sin(roll)
+    nx, ny = c * nx - s * ny, s * nx + c * ny
+    turned = L[0] * nx + L[1] * ny + L[2] * nz
+    return (1.0 + TURN_LIGHT_GAIN * (turned - frontal)).clamp(0.5, 1.5)
 
 
 # --------------------------------------------------------------------------- SDF primitives
@@ -329,9 +401,11 @@ class _Canvas:
     def __init__(self, img, px, py, pix, pose, size):
         self.img, self.px, self.py, self.pix, self.pose, self.size = img, px, py, pix, pose, size
 
-    def roi(self, canon_pts: np.ndarray, margin_canon: float):
-        """Output-pixel window (y0,y1,x0,x1) covering canonical points [T,K,2] (+margin)."""
-        q = pose_forward(canon_pts, self.pose) * (self.size / CANONICAL)
+    def roi(self, canon_pts: np.ndarray, margin_canon: float, depth: Optional[float] = None):
+        """Output-pixel window (y0,y1,x0,x1) covering canonical points [T,K,2] (+margin); `depth`:
+        of a flat layer at that depth (:func:`layer_forward`) instead of the face."""
+        q = pose_forward(canon_pts, self.pose) if depth is None else layer_forward(canon_pts, self.pose, depth)
+        q = q * (self.size / CANONICAL)
         m = margin_canon * (self.size / CANONICAL) * float(np.max(self.pose[:, 5])) + 2.0
         x0 = int(np.floor(q[..., 0].min() - m)); x1 = int(np.ceil(q[..., 0].max() + m)) + 1
         y0 = int(np.floor(q[..., 1].min() - m)); y1 = int(np.ceil(q[..., 1].max() + m)) + 1
@@ -359,10 +433,12 @@ class _Canvas:
 
 
 def render_frames(ident: Identity, mouth: np.ndarray, pose: np.ndarray, expression: np.ndarray,
-                  blink: np.ndarray, size: int = 64, chunk: int | None = None):
+                  blink: np.ndarray, size: int = 64, chunk: int | None = None, turn_cues: bool = False):
     """Render frames uint8 [T,S,S,3] and landmarks float32 [T,68,2] (pixel coordinates).
 
     Landmark pixel convention: pixel centres at integers, (0,0) the top-left pixel's centre.
+    `turn_cues`: ears and back hair behind the pivot and a frame-fixed light on the face, so a
+    yaw/pitch turn reads as one (see the module doc; the landmarks are the same either way).
     """
     T = mouth.shape[0]
     base = identity_landmarks(ident)
@@ -376,13 +452,14 @@ def render_frames(ident: Identity, mouth: np.ndarray, pose: np.ndarray, expressi
     try:
         for s in range(0, T, chunk):
             sl = slice(s, min(T, s + chunk))
-            frames[sl] = _render_chunk(ident, base, canon[sl], pose[sl], mouth[sl], expression[sl], size)
+            frames[sl] = _render_chunk(ident, base, canon[sl], pose[sl], mouth[sl], expression[sl], size,
+                                       bool(turn_cues))
     finally:
         torch.set_num_threads(threads)
     return frames, landmarks
 
 
-def _render_chunk(ident, base, canon, pose, mouth, expression, size):
+def _render_chunk(ident, base, canon, pose, mouth, expression, size, turn_cues=False):
     T = canon.shape[0]
     grid = (torch.arange(size, dtype=torch.float32) + 0.5) * (CANONICAL / size) - 0.5
     qy, qx = grid[:, None].expand(size, size), grid[None, :].expand(size, size)
@@ -406,25 +483,38 @@ def _render_chunk(ident, base, canon, pose, mouth, expression, size):
     # torso and neck
     cv.paint(None, _cov(_ellipse_sdf(px, py, cx, 330.0, 125.0, 85.0), pix), ident.shirt)
     chin_y = torch.from_numpy(canon[:, 8, 1].astype(np.float32))[:, None, None]
-    neck = _ellipse_sdf(px, py, cx, chin_y + 20.0, 0.42 * half_w, 55.0)
+    nx, ny = layer_inverse(qx[None], qy[None], pose, NECK_DEPTH) if turn_cues else (px, py)  # cues: turning axis
+    neck = _ellipse_sdf(nx, ny, cx, chin_y + 20.0, 0.42 * half_w, 55.0)
     cv.paint(None, _cov(neck, pix), skin * 0.82)
 
-    # hair behind the head
-    if ident.hair_style == "long":
-        cv.paint(None, _cov(_ellipse_sdf(px, py, cx, 150.0, half_w * 1.22, 118.0), pix), hair)
-    elif ident.hair_style in ("short", "fringe"):
-        cv.paint(None, _cov(_ellipse_sdf(px, py, cx, top_y + 78.0, half_w * 1.10, 86.0), pix), hair)
-
-    # ears
-    for ex in (base[0, 0] - 3.0, base[16, 0] + 3.0):
-        cv.paint(None, _cov(_ellipse_sdf(px, py, ex, 128.0, 9.0, 17.0), pix), skin * 0.88)
-
-    # face: jaw + forehead arc
+    # face outline: jaw + forehead arc
     ang = np.linspace(0.0, np.pi, 9)[1:-1]
     yc = 0.5 * (base[0, 1] + base[16, 1])
     arc = np.stack([cx + half_w * np.cos(ang), yc - (yc - top_y) * np.sin(ang)], -1)
-    outline = np.concatenate([canon[:, JAW], np.repeat(arc[None], T, 0)], 1)
-    face_sdf = _poly_sdf(px, py, _subdivide_closed(outline, 1))
+    outline = _subdivide_closed(np.concatenate([canon[:, JAW], np.repeat(arc[None], T, 0)], 1), 1)
+
+    # turn cues: the side of the head, the face's outline one pixel smaller on the ears' layer;
+    # the face hides it completely at a frontal pose, a turn shows it (with the ear) on one side
+    ear_x, ear_y = layer_inverse(qx[None], qy[None], pose, EAR_DEPTH) if turn_cues else (px, py)
+    win = cv.roi(outline, 4.0, depth=EAR_DEPTH) if turn_cues else None
+    if win is not None:
+        y0, y1, x0, x1 = win
+        side = _poly_sdf(ear_x[:, y0:y1, x0:x1], ear_y[:, y0:y1, x0:x1], outline)
+        cv.paint(win, _cov(side + pix, pix), skin * 0.94)
+
+    # hair behind the head (turn cues: a layer behind the pivot, it moves against the face)
+    hx, hy = layer_inverse(qx[None], qy[None], pose, HAIR_DEPTH) if turn_cues else (px, py)
+    if ident.hair_style == "long":
+        cv.paint(None, _cov(_ellipse_sdf(hx, hy, cx, 150.0, half_w * 1.22, 118.0), pix), hair)
+    elif ident.hair_style in ("short", "fringe"):
+        cv.paint(None, _cov(_ellipse_sdf(hx, hy, cx, top_y + 78.0, half_w * 1.10, 86.0), pix), hair)
+
+    # ears (turn cues: behind the pivot, so a turn hides one behind the cheek and shows the other)
+    for ex in (base[0, 0] - 3.0, base[16, 0] + 3.0):
+        cv.paint(None, _cov(_ellipse_sdf(ear_x, ear_y, ex, 128.0, 9.0, 17.0), pix), skin * 0.88)
+
+    # face
+    face_sdf = _poly_sdf(px, py, outline)
     face_cov = _cov(face_sdf, pix)
     rr = ((px - cx) / (half_w * 1.05)) ** 2 + ((py - 140.0) / 110.0) ** 2
     shade = (1.0 - 0.22 * rr.clamp(0, 1.5))[..., None] * torch.from_numpy(skin)
@@ -496,6 +586,9 @@ def _render_chunk(ident, base, canon, pose, mouth, expression, size):
     teeth_y = torch.from_numpy((canon[:, _UPPER_INNER, 1].mean(1) + 5.0).astype(np.float32))[:, None, None]
     teeth = torch.minimum(inner_cov, (0.5 + (teeth_y - wy) / cv.pix).clamp(0, 1))
     cv.paint(win, teeth, (0.93, 0.92, 0.86))
+    if turn_cues:  # the frame-fixed light on everything drawn on the face (the sclera: a known white)
+        lit = 1.0 + (turn_light(px, py, pose) - 1.0) * face_cov
+        cv.img.mul_(lit[..., None])
     return (cv.img.clamp_(0, 1) * 255.0 + 0.5).to(torch.uint8).numpy()
 
 

@@ -57,6 +57,20 @@ the shipped net (``checkpoints/synthtalk_factor_net``) gives cross_mouth_r 0.97,
 0.70–0.75 and cross_pose_coef 0.83–0.87 (roll ≈ 0.95, tx ≈ 0.85, yaw ≈ 0.75), so a perfect
 generator scores about that, not 1.
 
+Fractions of the ceiling.  What a generator's probe can reach is bounded by what is visible in
+a frame at all: the *ceiling* of a tree is the held-out R² per factor that the SynthTalk factor
+net reaches when it is trained, supervised, on that tree's train split
+(:func:`edtalk.train.factor_net.measure_ceiling`, ``scripts/factor_ceiling.py``; a
+``ceiling.json`` of ``{factor: R²}``).  :func:`relative_to_ceiling` turns every per-factor
+``<name>_r2`` into ``<name>_frac`` = R² / the factor's ceiling (``mouth_open_r2``, ``wa_open_r2``
+→ the mouth-opening ceiling, ``yaw_r2`` and ``wa_yaw_r2`` → the yaw ceiling, ``exp_cheek_r2`` and
+``wa_cheek_r2`` → the cheek ceiling, ...).  A factor whose ceiling is below ``min_ceiling``
+(default 0.05: it is not visible, so no fraction of it means anything) gets NaN; group means
+(``*_own_r2``) and factors the ceiling lacks get no fraction.  ``TrainingProbe(ceiling=...)`` adds
+the fractions to every record; by default it uses ``<root>/ceiling.json`` when the tree has one
+(``scripts/factor_ceiling.py --into-tree`` puts it there), so a trainer's probe records carry
+them with no config change.
+
 For a trainer::
 
     probe = TrainingProbe(data_root, every=cfg.train.probe_every)
@@ -88,7 +102,8 @@ from .disentangle import disentanglement_report, r2_score, ridge_fit, split_by_g
 __all__ = ["GROUP_TO_FACTOR", "PROBE_FILE", "CROSS_POSE_COLUMNS", "RIDGE_ALPHAS", "extract_weights", "evaluate_model",
            "stage1_report", "ProbeData", "load_probe_data", "extract_features", "column_r2", "weight_probes",
            "choose_triples", "render_cross", "FactorReader", "cross_driving_stats", "cross_driving_probe",
-           "TrainingProbe", "write_probe_record", "read_probe_records"]
+           "TrainingProbe", "write_probe_record", "read_probe_records", "CEILING_FILE", "load_ceiling",
+           "ceiling_factor", "relative_to_ceiling"]
 
 # Our weight groups → SynthTalk factor names.
 GROUP_TO_FACTOR = {"mouth": "mouth", "pose": "pose", "exp": "expression"}
@@ -456,6 +471,75 @@ def cross_driving_probe(model, data: ProbeData, reader: Callable[[torch.Tensor],
     return cross_driving_stats(stack(read), stack(lip_truth), stack(pose_truth))
 
 
+# --------------------------------------------------------------------------- fractions of the ceiling
+
+CEILING_FILE = "ceiling.json"  # as edtalk.train.factor_net.measure_ceiling writes it
+# Short names of the probes (wa_open) and of the synthtalk factor lists → the ceiling's keys.
+_CEILING_ALIASES = {"open": "mouth_open", "width": "mouth_width", "round": "mouth_round"}
+
+
+def load_ceiling(ceiling) -> Dict[str, float]:
+    """A ceiling as {factor: R²}: a mapping, a ``ceiling.json`` path, or a folder holding one.
+    ``null`` values (a factor that did not vary) become NaN; anything else is one InputError line."""
+    if isinstance(ceiling, Mapping):
+        data, where = ceiling, "the ceiling"
+    else:
+        path = Path(ceiling)
+        if path.is_dir():
+            path = path / CEILING_FILE
+        if not path.is_file():
+            raise InputError(f"no ceiling file at {path} (write one with scripts/factor_ceiling.py)")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"{path} is not a ceiling JSON file ({getattr(exc, 'msg', exc)})") from None
+        where = str(path)
+    if not isinstance(data, Mapping) or not data:
+        raise InputError(f"{where} must be a non-empty JSON object {{factor: R²}}")
+    out = {}
+    for key, value in data.items():
+        if value is None:
+            value = float("nan")
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+            raise InputError(f"{where}: the ceiling of {key!r} must be a number, got {value!r}")
+        out[_CEILING_ALIASES.get(str(key), str(key))] = float(value)
+    return out
+
+
+def ceiling_factor(name: str) -> str:
+    """The ceiling key of a probe's R² name: ``probe/wa_open_r2`` → ``mouth_open``,
+    ``exp_cheek_r2`` → ``cheek``, ``yaw_r2`` → ``yaw`` (prefix ``probe/``, suffix ``_r2`` and the
+    feature qualifiers ``wa_`` / ``exp_`` dropped)."""
+    name = name.split("/", 1)[-1]
+    if name.endswith("_r2"):
+        name = name[:-3]
+    for prefix in ("wa_", "exp_"):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+            break
+    return _CEILING_ALIASES.get(name, name)
+
+
+def relative_to_ceiling(values: Mapping[str, float], ceiling, min_ceiling: float = 0.05) -> Dict[str, float]:
+    """``{"probe/<name>_r2": r}`` → ``{"probe/<name>_frac": r / ceiling[factor]}`` for every name
+    whose factor (:func:`ceiling_factor`) the ceiling has; NaN where that ceiling is below
+    `min_ceiling` or not finite.  Keys keep their own prefix (``probe/`` or none); entries that
+    are no per-factor R² (``score``, ``*_own_r2``, leaks, cross-driving) are left out.
+    `ceiling`: anything :func:`load_ceiling` takes."""
+    ceil = load_ceiling(ceiling)
+    out = {}
+    for key, value in values.items():
+        if not key.endswith("_r2") or key.split("/", 1)[-1].endswith("_own_r2"):
+            continue
+        factor = ceiling_factor(key)
+        if factor not in ceil:
+            continue
+        c = ceil[factor]
+        ok = math.isfinite(c) and c >= float(min_ceiling) and c > 0.0
+        out[key[:-3] + "_frac"] = float(value) / c if ok else float("nan")
+    return out
+
+
 # --------------------------------------------------------------------------- for the trainer
 
 
@@ -483,13 +567,20 @@ class TrainingProbe:
     compare) and reads them with `factor_net` (a FactorNet, a saved folder, or None for the
     shipped one); `cross=False`, or a split with fewer than 3 speakers, leaves it out.  With
     `run_dir`, every call also appends its record to ``run_dir/probes.jsonl``.
+
+    `ceiling`: the tree's ceiling ({factor: R²}, a ``ceiling.json`` or a folder with one); every
+    record then also holds ``probe/<name>_frac`` (:func:`relative_to_ceiling`).  ``"auto"`` (the
+    default) uses ``<root>/ceiling.json`` when the tree has one; None never adds fractions.
     """
 
     def __init__(self, root, split: str = "test", every: int = 1000, factor_net=None, max_clips: int = 24,
                  frames: Optional[int] = 32, triples: int = 24, cross: bool = True, seed: int = 0, batch_size: int = 64,
-                 alpha: Optional[float] = None, run_dir=None):
+                 alpha: Optional[float] = None, run_dir=None, ceiling="auto"):
         if int(every) < 0:
             raise InputError(f"probe every must be >= 0 steps (0 = never), got {every}")
+        if isinstance(ceiling, str) and ceiling == "auto":
+            ceiling = Path(root) / CEILING_FILE if (Path(root) / CEILING_FILE).is_file() else None
+        self.ceiling = load_ceiling(ceiling) if ceiling is not None else None
         self.every, self.triples, self.seed = int(every), int(triples), int(seed)
         self.frames = int(frames) if frames else None  # None: whole clips
         self.batch_size, self.alpha, self.run_dir = int(batch_size), alpha, run_dir
@@ -521,6 +612,8 @@ class TrainingProbe:
         finally:
             model.train(was_training)
         values = {f"probe/{k}": float(v) for k, v in values.items()}
+        if self.ceiling is not None:
+            values.update(relative_to_ceiling(values, self.ceiling))
         if self.run_dir is not None:
             write_probe_record(self.run_dir, step, values)
         return values

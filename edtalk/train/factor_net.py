@@ -10,17 +10,24 @@ the tests share:
 - :class:`FactorFrameDataset`: map-style items ``{"image", "target"}`` for the trainer;
 - :func:`factor_loss`: mean squared error of standardised targets, averaged within a group and
   weighted across groups (so the 35 identity numbers do not outweigh the 3 mouth numbers);
-- :func:`evaluate_r2`: R² of the network's predictions on a held-out split, per group.
+- :func:`evaluate_r2`: R² of the network's predictions on a held-out split, per group;
+- :func:`factor_column_r2` and :func:`measure_ceiling`: the *ceiling* of a tree, the held-out R²
+  per factor column (mouth opening, yaw, …, blink) that this supervised network reaches when it is
+  trained on the tree's own train split: how much of each factor is visible at all at that
+  resolution.  ``scripts/factor_ceiling.py`` is its command line; the generator probes of
+  :mod:`edtalk.eval.probes` report themselves as fractions of it (:func:`edtalk.eval.probes.relative_to_ceiling`).
 
 Importing this module registers the perceptual backbone ``synthtalk_factor_net`` with
 :func:`edtalk.train.losses.register_backbone` (the losses module imports it on first use).
 """
 from __future__ import annotations
 
+import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -28,13 +35,14 @@ from torch.utils.data import Dataset
 
 from ..data import layout
 from ..data.synthtalk_render import HAIR_STYLES
-from ..errors import InputError
+from ..errors import EDTalkError, InputError
 from ..eval.disentangle import r2_score
 from ..networks.factor_net import FactorNet, load_factor_backbone
 from .losses import register_backbone
 
 __all__ = ["FactorFrames", "identity_targets", "load_factor_frames", "FactorFrameDataset", "factor_loss",
-           "evaluate_r2", "predict_frames", "images_from_uint8", "target_stats"]
+           "evaluate_r2", "predict_frames", "images_from_uint8", "target_stats", "FACTOR_COLUMNS",
+           "CEILING_FILE", "CEILING_CONFIG", "factor_column_r2", "measure_ceiling"]
 
 # Index of the hair-style entry in Identity.vector(); entries after 31 (f0, tract) are the voice.
 _STYLE_INDEX, _VISIBLE_END = 14, 32
@@ -173,3 +181,107 @@ def _backbone_from_options(options: Mapping) -> torch.nn.Module:
 
 
 register_backbone("synthtalk_factor_net", _backbone_from_options)
+
+
+# --------------------------------------------------------------------------- ceilings
+
+# The per-frame factor columns of the targets (FactorNetConfig.groups order: mouth [3], pose [6],
+# expression [6], blink [1]; identity follows), as the keys of a ceiling.
+FACTOR_COLUMNS = ("mouth_open", "mouth_width", "mouth_round", "yaw", "pitch", "roll", "tx", "ty", "scale",
+                  "brow_raise", "brow_furrow", "eyelid", "cheek", "corner_curve", "corner_asym", "blink")
+CEILING_FILE = "ceiling.json"
+CEILING_RUN_FILE = "ceiling_run.json"
+CEILING_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "train" / "factor_net_ceiling.yaml"
+
+
+def factor_column_r2(model: FactorNet, data: FactorFrames, batch_size: int = 256) -> Dict[str, float]:
+    """Held-out R² of `model`'s predictions for each per-frame factor column of `data`
+    ({name in :data:`FACTOR_COLUMNS`: R²}; NaN for a column that does not vary in `data`)."""
+    was_training = model.training
+    model.eval()
+    try:
+        pred = predict_frames(model, data.frames, batch_size)
+    finally:
+        model.train(was_training)
+    return {name: r2_score(data.targets[:, j], pred[:, j]) for j, name in enumerate(FACTOR_COLUMNS)}
+
+
+def _check_same_tree(run_dir: Path, root: Path) -> None:
+    """A ceiling folder belongs to one tree: resuming it on another would mix two trees' runs."""
+    meta = run_dir.parent / CEILING_RUN_FILE
+    if meta.is_file():
+        try:
+            previous = json.loads(meta.read_text()).get("tree")
+        except (OSError, ValueError, AttributeError):
+            previous = None
+        if previous and Path(previous).resolve() != root.resolve():
+            raise InputError(f"{run_dir.parent} holds the ceiling of another tree ({previous}); give another --out")
+
+
+def measure_ceiling(root: os.PathLike, out_dir: os.PathLike, steps: Optional[int] = None, seed: int = 0,
+                    config: Optional[os.PathLike] = None, overrides: Sequence[str] = (), split: str = "test",
+                    max_minutes: Optional[float] = None, progress: bool = False) -> Dict[str, float]:
+    """Train the factor network on the train split of the SynthTalk tree `root` and return its
+    held-out R² per factor column on `split` (whole speakers it never saw): the tree's ceiling.
+
+    The run is the trainer's stage ``synthtalk_factor_net`` with `config` (default
+    ``configs/train/factor_net_ceiling.yaml``, the stated budget) in ``out_dir/run``, so it is
+    resumable: a second call with the same `out_dir` continues from the last checkpoint (or only
+    re-evaluates a finished run).  `steps` overrides ``train.max_steps``, `seed` the run's seed,
+    `max_minutes` sets ``train.max_minutes`` (a stopped run is finished by calling again).
+    Decoded frames are cached in ``out_dir/cache``.  Writes ``out_dir/ceiling.json`` ({factor: R²},
+    rounded to 4 decimals; the keys of :data:`FACTOR_COLUMNS`) and ``out_dir/ceiling_run.json``
+    (tree, split, steps, seed, frames, minutes) and returns the unrounded {factor: R²}.
+    """
+    from .config import load_train_config
+    from .trainer import train
+
+    root, out = Path(root), Path(out_dir)
+    if not (root / "train.json").is_file():
+        raise InputError(f"{root} is not a SynthTalk tree with a train split (no train.json)")
+    if not (root / f"{split}.json").is_file() or not layout.read_split(root, split):
+        raise InputError(f"{root} has no clips in its {split} split to measure a ceiling on")
+    if steps is not None and int(steps) < 1:
+        raise InputError(f"steps must be at least 1, got {steps}")
+    run_dir = out / "run"
+    _check_same_tree(run_dir, root)
+    options = [f"data.root={root}", f"run.dir={run_dir}", f"data.cache_dir={out / 'cache'}", f"seed={int(seed)}",
+               f"data.eval_split={split}", f"run.progress={bool(progress)}"]
+    size = _tree_size(root)
+    if size is not None:  # the ceiling at the tree's own resolution
+        options.append(f"model.size={size}")
+    if steps is not None:
+        options.append(f"train.max_steps={int(steps)}")
+    if max_minutes is not None:
+        options.append(f"train.max_minutes={float(max_minutes)}")
+    cfg = load_train_config(str(config or CEILING_CONFIG), options + list(overrides))
+    if cfg.stage != "synthtalk_factor_net":
+        raise EDTalkError(f"a ceiling trains the stage synthtalk_factor_net, {config} names {cfg.stage}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CEILING_RUN_FILE).write_text(json.dumps({"tree": str(root.resolve())}) + "\n")  # claims the folder
+    t0 = time.perf_counter()
+    result = train(cfg)
+    net = FactorNet.from_pretrained(run_dir / "export" / "synthtalk_factor_net")
+    data = load_factor_frames(root, split, cache=out / "cache" / f"factor_frames_{split}.npz")
+    r2 = factor_column_r2(net, data)
+    (out / CEILING_FILE).write_text(json.dumps({k: _round(v) for k, v in r2.items()}, indent=1) + "\n")
+    meta = {"tree": str(root.resolve()), "split": split, "clips": len(data.names), "frames": int(len(data.frames)),
+            "size": int(data.frames.shape[1]), "step": int(result.step), "max_steps": int(cfg.train.max_steps),
+            "complete": int(result.step) >= int(cfg.train.max_steps), "batch_size": int(cfg.train.batch_size),
+            "seed": int(seed), "config": str(config or CEILING_CONFIG), "overrides": list(overrides),
+            "minutes_this_call": round((time.perf_counter() - t0) / 60.0, 2)}
+    (out / CEILING_RUN_FILE).write_text(json.dumps(meta, indent=1) + "\n")
+    return r2
+
+
+def _tree_size(root: Path) -> Optional[int]:
+    """The frame size a SynthTalk tree's manifest states (None when it states none)."""
+    try:
+        size = json.loads((root / "synthtalk.json").read_text()).get("size")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return int(size) if isinstance(size, int) else None
+
+
+def _round(value: float) -> Optional[float]:
+    return round(float(value), 4) if np.isfinite(value) else None  # strict JSON: NaN → null

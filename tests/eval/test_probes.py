@@ -300,3 +300,80 @@ def test_write_probe_record_appends_strict_json_lines(tmp_path):
         f.write("{torn\n")
     with pytest.raises(InputError, match="probes.jsonl:3"):
         probes.read_probe_records(run)
+
+
+# --------------------------------------------------------------------------- fractions of the ceiling
+
+
+def test_relative_to_ceiling_divides_each_factor_by_its_own_ceiling():
+    values = {"probe/mouth_open_r2": 0.45, "probe/wa_open_r2": 0.30, "probe/yaw_r2": 0.20, "probe/wa_yaw_r2": 0.60,
+              "probe/exp_cheek_r2": 0.50, "probe/wa_brow_raise_r2": 0.35, "probe/exp_eyelid_r2": -0.2,
+              "probe/pitch_r2": 0.10, "probe/tx_r2": 0.3, "probe/mouth_own_r2": 0.4, "probe/score": 0.9,
+              "probe/cross_pose_coef": 0.8, "probe/leak_pose": 0.1}
+    ceiling = {"mouth_open": 0.9, "yaw": 0.8, "cheek": 0.02, "brow_raise": 0.7, "eyelid": 0.5, "pitch": None}
+    frac = probes.relative_to_ceiling(values, ceiling)
+    assert set(frac) == {"probe/mouth_open_frac", "probe/wa_open_frac", "probe/yaw_frac", "probe/wa_yaw_frac",
+                         "probe/exp_cheek_frac", "probe/wa_brow_raise_frac", "probe/exp_eyelid_frac", "probe/pitch_frac"}
+    assert frac["probe/mouth_open_frac"] == pytest.approx(0.5)        # 0.45 / 0.9
+    assert frac["probe/wa_open_frac"] == pytest.approx(1 / 3)         # 0.30 / 0.9: wa_open is the opening
+    assert frac["probe/yaw_frac"] == pytest.approx(0.25)              # 0.20 / 0.8
+    assert frac["probe/wa_yaw_frac"] == pytest.approx(0.75)           # 0.60 / 0.8
+    assert frac["probe/wa_brow_raise_frac"] == pytest.approx(0.5)     # 0.35 / 0.7
+    assert frac["probe/exp_eyelid_frac"] == pytest.approx(-0.4)       # −0.2 / 0.5
+    assert math.isnan(frac["probe/exp_cheek_frac"])                   # a ceiling of 0.02: not visible
+    assert math.isnan(frac["probe/pitch_frac"])                       # no ceiling (null)
+    assert probes.relative_to_ceiling({"yaw_r2": 0.4}, {"yaw": 0.5}) == {"yaw_frac": pytest.approx(0.8)}
+    assert math.isnan(probes.relative_to_ceiling({"yaw_r2": 0.4}, {"yaw": 0.5}, min_ceiling=0.6)["yaw_frac"])
+    # the probe names of a factor list's short forms reach the ceiling's keys
+    assert probes.ceiling_factor("probe/wa_open_r2") == "mouth_open"
+    assert probes.ceiling_factor("exp_corner_curve_r2") == "corner_curve"
+    assert probes.ceiling_factor("roll_r2") == "roll"
+
+
+def test_load_ceiling_reads_files_and_folders_and_refuses_bad_ones(tmp_path):
+    (tmp_path / "ceiling.json").write_text(json.dumps({"mouth_open": 0.9, "open": 0.8, "blink": None}))
+    got = probes.load_ceiling(tmp_path)
+    assert got["mouth_open"] == 0.8 and math.isnan(got["blink"])  # "open" is the same factor; the later wins
+    assert probes.load_ceiling(tmp_path / "ceiling.json") == pytest.approx(got, nan_ok=True)
+    for text, message in (("{torn", "not a ceiling JSON"), ("[0.5]", "JSON object"), ("{}", "JSON object"),
+                          ('{"yaw": "high"}', "must be a number"), ('{"yaw": true}', "must be a number")):
+        (tmp_path / "bad.json").write_text(text)
+        with pytest.raises(InputError, match=message) as err:
+            probes.load_ceiling(tmp_path / "bad.json")
+        assert "\n" not in str(err.value)
+    with pytest.raises(InputError, match="no ceiling file"):
+        probes.load_ceiling(tmp_path / "missing")
+
+
+def test_training_probe_records_carry_fractions_of_the_ceiling(tree, data, tmp_path):
+    truth, groups = data.stacked_truth()
+    planted = PlantedModel(data, linear_features(truth))
+    ceiling = {"mouth_open": 0.5, "yaw": 0.8, "cheek": 0.9}
+    probe = probes.TrainingProbe(tree, cross=False, frames=None, ceiling=ceiling, run_dir=tmp_path)
+    values = probe(planted, 10)
+    assert values["probe/mouth_open_frac"] == pytest.approx(values["probe/mouth_open_r2"] / 0.5)
+    assert values["probe/yaw_frac"] == pytest.approx(values["probe/yaw_r2"] / 0.8)
+    assert values["probe/exp_cheek_frac"] == pytest.approx(values["probe/exp_cheek_r2"] / 0.9)
+    assert values["probe/wa_cheek_frac"] == pytest.approx(values["probe/wa_cheek_r2"] / 0.9)
+    assert values["probe/mouth_open_frac"] > 1.9  # a planted model reads the opening exactly: 1 / 0.5
+    assert "probe/pitch_frac" not in values  # the ceiling has no pitch
+    record = probes.read_probe_records(tmp_path)[-1]
+    assert record["probe/yaw_frac"] == pytest.approx(values["probe/yaw_frac"])
+    # without a ceiling (and none in the tree) nothing changes
+    plain = probes.TrainingProbe(tree, cross=False, frames=None)(planted, 10)
+    assert not any(k.endswith("_frac") for k in plain)
+    assert plain == pytest.approx({k: v for k, v in values.items() if not k.endswith("_frac")})
+
+
+def test_training_probe_finds_the_trees_own_ceiling(tmp_path):
+    generate(tmp_path, kind="mead", size=64, seed=2, speakers=2, emotions=["sad", "happy"], levels=[3], frames=8,
+             test_fraction=0.5, mel=False, quiet=True)
+    root = tmp_path / "mead"
+    (root / "ceiling.json").write_text(json.dumps({"yaw": 0.5}))
+    values = probes.TrainingProbe(root, cross=False)(tiny_model(), 1)
+    assert values["probe/yaw_frac"] == pytest.approx(values["probe/yaw_r2"] / 0.5)
+    without = probes.TrainingProbe(root, cross=False, ceiling=None)(tiny_model(), 1)
+    assert not any(k.endswith("_frac") for k in without)
+    (root / "ceiling.json").write_text("[]")
+    with pytest.raises(InputError, match="JSON object"):
+        probes.TrainingProbe(root, cross=False)
