@@ -158,15 +158,20 @@ def predict_frames(model: FactorNet, frames: np.ndarray, batch_size: int = 256) 
     return torch.cat(out).numpy()
 
 
-def evaluate_r2(model: FactorNet, data: FactorFrames, batch_size: int = 256) -> Dict[str, float]:
-    """Held-out R² of the predictions per group (mean over the group's varying columns), plus
-    ``mouth_open`` alone (the factor a talking-head model must get right first)."""
+def predict_in_eval_mode(model: FactorNet, frames: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """:func:`predict_frames` with the model in eval mode (batch-norm statistics fixed); its mode is restored."""
     was_training = model.training
     model.eval()
     try:
-        pred = predict_frames(model, data.frames, batch_size)
+        return predict_frames(model, frames, batch_size)
     finally:
         model.train(was_training)
+
+
+def evaluate_r2(model: FactorNet, data: FactorFrames, batch_size: int = 256) -> Dict[str, float]:
+    """Held-out R² of the predictions per group (mean over the group's varying columns), plus
+    ``mouth_open`` alone (the factor a talking-head model must get right first)."""
+    pred = predict_in_eval_mode(model, data.frames, batch_size)
     pred_g, true_g = model.split(torch.from_numpy(pred)), model.split(torch.from_numpy(data.targets))
     scores = {g: r2_score(true_g[g].numpy(), pred_g[g].numpy()) for g in pred_g}
     scores["mouth_open"] = r2_score(true_g["mouth"][:, 0].numpy(), pred_g["mouth"][:, 0].numpy())
@@ -197,12 +202,7 @@ CEILING_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "train" / "fa
 def factor_column_r2(model: FactorNet, data: FactorFrames, batch_size: int = 256) -> Dict[str, float]:
     """Held-out R² of `model`'s predictions for each per-frame factor column of `data`
     ({name in :data:`FACTOR_COLUMNS`: R²}; NaN for a column that does not vary in `data`)."""
-    was_training = model.training
-    model.eval()
-    try:
-        pred = predict_frames(model, data.frames, batch_size)
-    finally:
-        model.train(was_training)
+    pred = predict_in_eval_mode(model, data.frames, batch_size)
     return {name: r2_score(data.targets[:, j], pred[:, j]) for j, name in enumerate(FACTOR_COLUMNS)}
 
 
