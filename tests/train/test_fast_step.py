@@ -94,11 +94,11 @@ def test_image_terms_equal_the_per_part_losses(synth_tree, tmp_path):
     ref_grads = torch.autograd.grad(ref_total, outs)
     assert set(terms) == set(expected)
     for k in expected:
-        assert float(terms[k]) == pytest.approx(float(expected[k]), rel=1e-5), k
-    assert float(total) == pytest.approx(float(ref_total), rel=1e-5)
+        assert float(terms[k].detach()) == pytest.approx(float(expected[k].detach()), rel=1e-5), k
+    assert float(total.detach()) == pytest.approx(float(ref_total.detach()), rel=1e-5)
     for a, b in zip(grads, ref_grads):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-9)
-    assert float(terms["repair_mouth"]) > 0 and box_mask(boxes, 32)[2].sum() == 0  # an empty box counts 0
+    assert float(terms["repair_mouth"].detach()) > 0 and box_mask(boxes, 32)[2].sum() == 0  # an empty box counts 0
 
 
 # ----------------------------------------------------------------------------- trainer pieces
