@@ -182,33 +182,29 @@ class FactorBackbone(nn.Module):
         """Fold every eval-mode batch norm into its convolution (w·γ/σ, β − μ·γ/σ): the same map
         with one op per layer instead of a batch norm's many, forward and backward.  Call again
         after changing `net`'s weights."""
-        self.folded = []
-        for i, block in enumerate(self._conv_bn_blocks()):
-            conv, bn = block[0], block[1]
-            gain = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-            self.register_buffer(f"fold_w{i}", conv.weight * gain[:, None, None, None], persistent=False)
-            self.register_buffer(f"fold_b{i}", bn.bias - bn.running_mean * gain, persistent=False)
-            self.folded.append((conv.stride, conv.padding, block[2].negative_slope))
-
-    def _conv_bn_blocks(self) -> List[nn.Sequential]:
-        """The (conv, bn, lrelu) blocks, level by level."""
-        blocks = []
+        self.folded = []  # per level: (buffer index, stride, padding, slope) of each conv block
+        k = 0
         for level in self.net.levels:
-            blocks.extend([level] if isinstance(level[0], nn.Conv2d) else list(level))
-        return blocks
+            blocks = [level] if isinstance(level[0], nn.Conv2d) else list(level)  # (conv, bn, lrelu) each
+            layers = []
+            for conv, bn, act in blocks:
+                gain = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                self.register_buffer(f"fold_w{k}", conv.weight * gain[:, None, None, None], persistent=False)
+                self.register_buffer(f"fold_b{k}", bn.bias - bn.running_mean * gain, persistent=False)
+                layers.append((k, conv.stride, conv.padding, act.negative_slope))
+                k += 1
+            self.folded.append(layers)
 
     def features(self, images: torch.Tensor) -> List[torch.Tensor]:
         """:meth:`FactorNet.features` with the folded layers."""
         x = images.clamp(-1.0, 1.0)
-        feats, k = [], 0
-        for level in self.net.levels:
-            for _ in range(1 if isinstance(level[0], nn.Conv2d) else len(level)):
-                stride, padding, slope = self.folded[k]
+        feats = []
+        for layers in self.folded:
+            for k, stride, padding, slope in layers:
                 w, b = getattr(self, f"fold_w{k}"), getattr(self, f"fold_b{k}")
                 if w.dtype != x.dtype:  # autocast
                     w, b = w.to(x.dtype), b.to(x.dtype)
                 x = F.leaky_relu(F.conv2d(x, w, b, stride, padding), slope)
-                k += 1
             feats.append(x)
         return feats
 

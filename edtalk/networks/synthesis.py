@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn.layers import ConstantInput, ConvLayer, ModulatedConv2d, StyledConv, Upsample
+from ..nn.ops import cached_constant
 
 IN_EPS = 1e-5
 
@@ -26,17 +27,15 @@ def identity_grid(height: int, width: int, like: torch.Tensor) -> torch.Tensor:
     """[1,H,W,2] sampling grid of linspace(−1,1) coordinates (x first), built in float64.
 
     Cached per (size, dtype, device): every ToFlow of every step needs it (rebuilding it was a
-    dozen aten calls each time).  Inference-mode copies are kept apart, since they cannot enter
-    autograd later.
+    dozen aten calls each time).
     """
-    key = (height, width, like.dtype, like.device, torch.is_inference_mode_enabled())
-    grid = _GRIDS.get(key)
-    if grid is None:
+    def make():
         ys = torch.linspace(-1.0, 1.0, height, dtype=torch.float64, device=like.device)
         xs = torch.linspace(-1.0, 1.0, width, dtype=torch.float64, device=like.device)
         gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-        grid = _GRIDS[key] = torch.stack((gx, gy), dim=-1).to(torch.float32).to(like.dtype)[None]
-    return grid
+        return torch.stack((gx, gy), dim=-1).to(torch.float32).to(like.dtype)[None]
+
+    return cached_constant(_GRIDS, (height, width, like.dtype, like.device), make)
 
 
 def batch_broadcast(x: torch.Tensor, batch: int) -> torch.Tensor:

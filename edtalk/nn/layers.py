@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ops import SQRT2, fir_filter, fir_weight, fused_leaky_relu, make_blur_kernel, scalar
+from .ops import SQRT2, cached_constant, fir_filter, fir_weight, fused_leaky_relu, make_blur_kernel, scalar
 
 _FAST_INFERENCE = True
 
@@ -94,12 +94,10 @@ class _FIR(nn.Module):
     (flipping and casting it on every call cost three aten calls per blur)."""
 
     def fir(self, x, up: int = 1):
-        key = (id(self.kernel), self.kernel._version, x.shape[1], x.dtype, x.device,
-               torch.is_inference_mode_enabled())  # inference tensors cannot enter autograd later
-        cached = self.__dict__.get("_fir_cache")
-        if cached is None or cached[0] != key:
-            cached = self.__dict__["_fir_cache"] = (key, fir_weight(self.kernel, x.shape[1], x))
-        return fir_filter(x, cached[1], up=up, pad=self.pad)
+        cache = self.__dict__.setdefault("_fir_cache", {})
+        key = (id(self.kernel), self.kernel._version, x.shape[1], x.dtype, x.device)
+        weight = cached_constant(cache, key, lambda: fir_weight(self.kernel, x.shape[1], x))
+        return fir_filter(x, weight, up=up, pad=self.pad)
 
 
 class Blur(_FIR):
@@ -200,22 +198,10 @@ class ModulatedConv2d(nn.Module):
     def styles(self, style):
         return self.modulation(style)
 
-    def demod_coefficients(self, s):
-        """1/√(Σ_{in,k,k} (W·s·scale)² + 1e-8) per (sample, out channel) → [B,out].
-
-        Summed in float32 at least: in fp16 the sum of squares can overflow."""
-        acc = _accumulation_dtype(self.weight.dtype)
-        if torch.is_grad_enabled():  # training: gradients must flow into the weight
-            w2 = (self.weight[0].to(acc) ** 2).sum(dim=(2, 3))  # [out, in]
-        else:
-            w2 = self.weight_energy()
-        s = s.to(acc)
-        return torch.rsqrt((s * s) @ w2.t() * (self.scale ** 2) + 1e-8).to(self.weight.dtype)
-
     def output_scale(self, s):
         """scale·demod per (sample, out channel) [B,out] for a convolution with the raw weight:
-        = 1/√(Σ(W·s)² + 1e-8/scale²), the same number as scale·:meth:`demod_coefficients` with
-        the scale folded in (one addmm instead of scaling the weight, sum and epsilon apart)."""
+        scale/√(Σ_{in,k,k}(W·s·scale)² + 1e-8) = 1/√(Σ(W·s)² + 1e-8/scale²), one addmm.  Summed
+        in float32 at least: in fp16 the sum of squares can overflow."""
         acc = _accumulation_dtype(self.weight.dtype)
         if torch.is_grad_enabled():
             w = self.weight[0]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Dict, Sequence, Tuple
+from typing import Callable, Dict, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -12,17 +12,25 @@ SQRT2 = math.sqrt(2.0)
 _SCALARS: Dict[tuple, torch.Tensor] = {}
 
 
+def cached_constant(cache: Dict[tuple, torch.Tensor], key: tuple, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """`cache[key]`, made by `make()` the first time.  Constants made under inference_mode are
+    kept apart from the others: an inference tensor can never enter autograd later."""
+    key = key + (torch.is_inference_mode_enabled(),)
+    t = cache.get(key)
+    if t is None:
+        t = cache[key] = make()
+    return t
+
+
 def scalar(value: float, like: torch.Tensor) -> torch.Tensor:
     """`value` as a cached 0-dim tensor of `like`'s dtype and device.
 
     `tensor * 0.5` wraps 0.5 in a float64 tensor and casts it on every call (four extra aten
     calls, forward and backward); a 0-dim tensor of the right dtype multiplies in one.
     """
-    key = (float(value), like.dtype, like.device, torch.is_inference_mode_enabled())  # inference tensors stay apart
-    t = _SCALARS.get(key)
-    if t is None:
-        t = _SCALARS[key] = torch.tensor(float(value), dtype=like.dtype, device=like.device)
-    return t
+    value = float(value)
+    return cached_constant(_SCALARS, (value, like.dtype, like.device),
+                           lambda: torch.tensor(value, dtype=like.dtype, device=like.device))
 
 
 def make_blur_kernel(taps: Sequence[float] = (1, 3, 3, 1), upsample_factor: int = 1) -> torch.Tensor:

@@ -228,25 +228,25 @@ def to_channels_last(module: nn.Module) -> nn.Module:
     return module
 
 
+def map_tensors(batch, fn):
+    """`fn` applied to every tensor of a (nested dict/list/tuple) batch."""
+    if isinstance(batch, torch.Tensor):
+        return fn(batch)
+    if isinstance(batch, dict):
+        return {k: map_tensors(v, fn) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(map_tensors(v, fn) for v in batch)
+    return batch
+
+
 def images_channels_last(batch):
     """4-D float tensors of a batch (images) in channels-last layout."""
-    if isinstance(batch, torch.Tensor):
-        return batch.contiguous(memory_format=torch.channels_last) if batch.dim() == 4 and batch.is_floating_point() else batch
-    if isinstance(batch, dict):
-        return {k: images_channels_last(v) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(images_channels_last(v) for v in batch)
-    return batch
+    return map_tensors(batch, lambda t: t.contiguous(memory_format=torch.channels_last)
+                       if t.dim() == 4 and t.is_floating_point() else t)
 
 
 def to_device(batch, device: torch.device):
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(v, device) for v in batch)
-    return batch
+    return map_tensors(batch, lambda t: t.to(device, non_blocking=True))
 
 
 def import_object(spec: str):
@@ -491,7 +491,7 @@ class Trainer:
         self.stage: Stage = get_stage(cfg.stage)(cfg, self.device, self.dist.rank, self.dist.world_size)
         self.models = {k: m.to(self.device) for k, m in self.stage.build_models().items()}
         self.stage.models = self.models
-        self.channels_last = use_channels_last(cfg.train.get("channels_last", "auto"), self.device)
+        self.channels_last = use_channels_last(cfg.train.channels_last, self.device)
         if self.channels_last:
             for module in list(self.models.values()) + [getattr(self.stage, "perceptual", None)]:
                 if module is not None:
