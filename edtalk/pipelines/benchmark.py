@@ -138,8 +138,10 @@ def count_gflop(fn: Callable[[], torch.Tensor]) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def time_call(fn: Callable[[], torch.Tensor], repeats: int = 1) -> float:
-    fn()  # warm-up (allocator, oneDNN primitive caches, cuDNN autotuning)
+def time_call(fn: Callable[[], object], repeats: int = 1, warmup: bool = True) -> float:
+    """Best wall-clock seconds of `repeats` calls of fn (scripts/bench.py times every suite with it)."""
+    if warmup:
+        fn()  # allocator, oneDNN primitive caches, cuDNN autotuning, lazily loaded models
     best = float("inf")
     for _ in range(repeats):
         _sync()
