@@ -15,14 +15,21 @@ import torch.nn.functional as F
 
 @dataclass
 class FaceTrack:
-    """Per-frame dlib results of one video: landmarks [T,68,2] (NaN where no face) and boxes [T,4]."""
+    """Per-frame dlib results of one video: landmarks [T,68,2] (NaN where no face), boxes [T,4],
+    and which frames had a detection of their own (the others reuse the last box)."""
 
     landmarks: np.ndarray
     boxes: np.ndarray
+    detected: Optional[np.ndarray] = None
 
     @property
     def valid(self) -> np.ndarray:
         return np.isfinite(self.landmarks).all(axis=(1, 2))
+
+    @property
+    def detected_everywhere(self) -> bool:
+        found = self.valid if self.detected is None else np.asarray(self.detected, bool)
+        return bool(len(found)) and bool(found.all())
 
 
 def detect_track(frames: np.ndarray, landmarker=None) -> FaceTrack:
@@ -37,16 +44,18 @@ def detect_track(frames: np.ndarray, landmarker=None) -> FaceTrack:
     n = len(frames)
     landmarks = np.full((n, 68, 2), np.nan)
     boxes = np.full((n, 4), np.nan)
+    detected = np.zeros(n, bool)
     last = None
     for i, frame in enumerate(frames):
         found = landmarker.detect(frame) or landmarker.detect(frame, upsample=1)
         if found:
             last = max(found, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))[:4]
+            detected[i] = True
         if last is None:
             continue
         boxes[i] = last
         landmarks[i] = landmarker.landmarks(frame, last)
-    return FaceTrack(landmarks, boxes)
+    return FaceTrack(landmarks, boxes, detected)
 
 
 def face_crops(frames: np.ndarray, boxes: Optional[np.ndarray] = None, size: int = 96, scale: float = 1.0,
@@ -73,7 +82,10 @@ def face_crops(frames: np.ndarray, boxes: Optional[np.ndarray] = None, size: int
 
 @dataclass
 class Clip:
-    """Aligned frames (uint8 [T,H,W,3], same T and size) and the clip's side information."""
+    """Generated and ground-truth frames (uint8 [T,H,W,3]) and the clip's side information.
+
+    The native protocol gives both the same T and size (cut and resized); the EAT protocol keeps
+    each video whole and pairs frames after cropping (EAT's order of steps)."""
 
     name: str
     pred: np.ndarray
@@ -82,6 +94,7 @@ class Clip:
     emotion: Optional[str] = None  # intended MEAD emotion (for Acc_emo)
     source: Optional[np.ndarray] = None  # identity image uint8 [H,W,3] (for CSIM)
     _tracks: Dict[str, FaceTrack] = field(default_factory=dict, repr=False)
+    cache: Dict[str, object] = field(default_factory=dict, repr=False)  # per-protocol views (EAT crops)
 
     def __len__(self) -> int:
         return len(self.pred)

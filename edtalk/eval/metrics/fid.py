@@ -1,7 +1,16 @@
-"""FID over all frames (spec §9): Fréchet distance of Inception pool3 statistics, generated vs GT.
+"""FID: Fréchet distance of Inception pool3 statistics (2048-d), generated vs ground-truth frames.
 
 Statistics accumulate as running sums (count, Σx, Σxxᵀ in float64), so any number of frames fits
-in memory.  The network is pytorch-fid's InceptionV3 (pool3, 2048-d) with local weights.
+in memory.  Two networks, chosen by the weight file (never downloaded):
+
+- **torchvision ImageNet Inception-v3** (``inception_v3_google-0cc3c7bd.pth``), fed as EAT's
+  ``utils_fid.py`` feeds ``inception_v3(pretrained=True)``: frames in BGR order, [0,1] floats
+  resized to 299² (bilinear, OpenCV's geometry), ×2−1, ``transform_input=True``, the average
+  pool of Mixed_7c.  The EAT protocol's network.
+- **TF-Inception** (pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth``), fed as pytorch-fid
+  feeds it (RGB, bilinear 299², ×2−1): the field's usual FID, not EAT's.
+
+Which frames go in is the protocol's: :func:`sample_indices` is EAT's 5 frames per clip.
 """
 from __future__ import annotations
 
@@ -54,6 +63,29 @@ def frechet_distance(a: FeatureStats, b: FeatureStats) -> float:
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_covmean)
 
 
+EAT_FRAMES_PER_CLIP = 5
+TORCHVISION_SHA256_PREFIX = "0cc3c7bd"  # inception_v3_google-0cc3c7bd.pth
+TF_FID_SHA256_PREFIX = "6726825d"  # pt_inception-2015-12-05-6726825d.pth
+
+
+def sample_indices(length: int, count: int = EAT_FRAMES_PER_CLIP) -> np.ndarray:
+    """EAT's FID frames of a clip: ⌊linspace(0, length, min(length, count), endpoint=False)⌋."""
+    return np.linspace(0, length, min(length, count), endpoint=False).astype(np.int32)
+
+
+class EatInception(torch.nn.Module):
+    """torchvision Inception-v3 as EAT uses it: [N,3,H,W] RGB in [0,1] → [N,2048] (see module doc)."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        net.fc = torch.nn.Identity()  # eval: avgpool(Mixed_7c) → (no-op dropout) → flatten
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.nn.functional.interpolate(x.flip(1), size=(299, 299), mode="bilinear", align_corners=False)
+        return self.net(x * 2 - 1)
+
+
 class FIDMetric:
     """Accumulates features of generated and GT frames; `feature_net` maps [N,3,H,W] in [0,1] to [N,D]."""
 
@@ -82,12 +114,7 @@ class FIDMetric:
 
 
 def load_inception(path: Path):
-    """pytorch-fid's InceptionV3 (pool3, 2048-d) with weights from a local file, never downloaded.
-
-    Returns (network, comparable): the TF-Inception FID weights (1008-class head) are the
-    standard; torchvision's ImageNet inception_v3 weights (1000 classes) load too, marked not
-    comparable (their FIDs differ from the paper's).
-    """
+    """(network, kind) for a local Inception-v3 weight file; kind is 'torchvision' or 'tf'."""
     from ...checkpoints import safe_torch_load
 
     try:
@@ -98,7 +125,8 @@ def load_inception(path: Path):
 
 
 def inception_from_state(state: dict, path: str = "the weights"):
-    """(network, comparable) for an Inception-v3 state dict (see :func:`load_inception`)."""
+    """(network, kind) for an Inception-v3 state dict: a 1008-class head is pytorch-fid's
+    TF-Inception ('tf'), 1000 classes torchvision's ImageNet network ('torchvision', EAT's)."""
     try:
         from pytorch_fid import inception as fid_inception
     except ImportError:
@@ -109,19 +137,15 @@ def inception_from_state(state: dict, path: str = "the weights"):
         raise MetricUnavailable(f"{path} is not an Inception-v3 state dict (no fc.weight)")
     tf_weights = head.shape[0] == 1008
 
-    def torchvision_inception(*args, **kwargs):
-        kwargs.update(weights=None, aux_logits="AuxLogits.fc.weight" in state, init_weights=False)
-        net = fid_inception.torchvision.models.inception_v3(*args, **kwargs)
-        net.load_state_dict(state)
-        return net
-
     try:
         if tf_weights:
             with mock.patch.object(fid_inception, "load_state_dict_from_url", lambda *a, **k: state):
-                net = fid_inception.InceptionV3([3], use_fid_inception=True)
-        else:
-            with mock.patch.object(fid_inception, "_inception_v3", torchvision_inception):
-                net = fid_inception.InceptionV3([3], use_fid_inception=False)
+                return fid_inception.InceptionV3([3], use_fid_inception=True), "tf"
+        import torchvision
+
+        net = torchvision.models.inception_v3(weights=None, aux_logits="AuxLogits.fc.weight" in state,
+                                              transform_input=True, init_weights=False)
+        net.load_state_dict(state)
+        return EatInception(net), "torchvision"
     except RuntimeError as exc:
         raise MetricUnavailable(f"{path}: weights do not fit Inception-v3 ({str(exc).splitlines()[0]})") from None
-    return net, tf_weights

@@ -1,7 +1,10 @@
-"""CSIM: cosine similarity of identity embeddings, source image vs every generated frame (spec §9).
+"""CSIM: cosine similarity of identity embeddings, source image vs every generated frame.
 
-The paper-style network is ArcFace (a user-supplied TorchScript file).  Offline stand-in: dlib's
-face-recognition ResNet (128-d), shipped by `face-recognition-models` — not comparable.
+The field's network is ArcFace (a user-supplied TorchScript / .pt2 file) on insightface's
+``norm_crop``: the 5 points (eye centres, nose tip, mouth corners, here from dlib's 68) warped by
+a similarity onto the ArcFace template at 112² (:func:`.align.arcface_crop`); without that
+alignment ArcFace scores run low.  Offline stand-in: dlib's face-recognition ResNet (128-d,
+shipped by `face-recognition-models`, on its own 68-point chip) — not comparable.
 """
 from __future__ import annotations
 
@@ -10,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .clip import face_crops
+from .align import arcface_crop
+from .pixel import to_tensor
 from .registry import load_user_network
 
 
@@ -44,7 +48,8 @@ class DlibIdentity:
 
 
 class TorchScriptIdentity:
-    """A user ArcFace (TorchScript or torch.export .pt2): [N,3,112,112] RGB in [-1,1] → [N,D] embeddings."""
+    """A user ArcFace (TorchScript or torch.export .pt2): [N,3,112,112] RGB in [-1,1] (insightface's
+    (x − 127.5)/127.5 on the norm_crop) → [N,D] embeddings."""
 
     comparable = True
     name = "ArcFace (user file)"
@@ -55,7 +60,7 @@ class TorchScriptIdentity:
 
     @torch.inference_mode()
     def embed(self, frames: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-        x = face_crops(frames, boxes, 112) * 2 - 1
+        x = to_tensor(np.stack([arcface_crop(f, lm) for f, lm in zip(frames, landmarks)])) * 2 - 1
         return torch.cat([self.net(x[s:s + self.batch].to(self.device)).float().cpu()
                           for s in range(0, len(x), self.batch)]).double().numpy()
 

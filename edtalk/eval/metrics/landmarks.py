@@ -1,9 +1,13 @@
-"""Landmark distances M-LMD / F-LMD (spec §9).
+"""Landmark distances M-LMD / F-LMD (EAT's ``test_lmd.py``).
 
-Generated and ground-truth landmark sequences are paired by linspace to a common length; each
-landmark set (mouth 48–67, or all 68) is centred by its own mean, so a global head shift costs
-nothing and only shape differences count; per frame the mean Euclidean distance over the set's
-points; then the mean over frames where both have landmarks.  Dataset value: mean over videos.
+Generated and ground-truth landmark sequences are paired by EAT's linspace (⌊i·n/m⌋, see
+:func:`linspace_pairs`) to the shorter length; each landmark set (mouth 48–67, or all 68) is
+centred by its own mean, so a global head shift costs nothing and only shape differences count;
+per frame the mean Euclidean distance over the set's points; then the mean over frames where both
+have landmarks (EAT skips the others).  Dataset value: mean over videos with a value.
+
+The unit is the pixel of the frames the landmarks come from: EAT measures on its 128² aligned
+crops (mouth ≈ 42 px wide), so values from 256² frames read larger.
 """
 from __future__ import annotations
 
@@ -17,9 +21,10 @@ LANDMARK_SETS = {"m_lmd": MOUTH, "f_lmd": FACE}
 
 
 def linspace_pairs(n_pred: int, n_gt: int) -> tuple:
-    """Frame indices pairing two sequences by linspace to the shorter length."""
+    """Frame indices pairing two sequences at the shorter length n: ⌊linspace(0, total, n,
+    endpoint=False)⌋ on each side (EAT's pairing for PSNR/SSIM, LMD and FID)."""
     n = min(n_pred, n_gt)
-    pick = lambda total: np.round(np.linspace(0, total - 1, n)).astype(np.int64)  # noqa: E731
+    pick = lambda total: np.linspace(0, total, n, endpoint=False).astype(np.int32).astype(np.int64)  # noqa: E731
     return pick(n_pred), pick(n_gt)
 
 

@@ -9,20 +9,13 @@ import torch
 
 from .registry import MetricUnavailable
 
-PSNR_CAP = 100.0  # identical frames have infinite PSNR; report this cap instead
-
-
 def psnr_frames(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """Per-frame PSNR (dB) of uint8 RGB frames [T,H,W,3], MAX 255; identical frames give PSNR_CAP."""
+    """Per-frame PSNR (dB) of uint8 RGB frames [T,H,W,3], MAX 255 (scikit-image); identical
+    frames give +inf, as in the reference, so a mean over them is inf too (no silent cap)."""
     from skimage.metrics import peak_signal_noise_ratio
 
-    out = []
-    for p, g in zip(pred, gt):
-        if np.array_equal(p, g):
-            out.append(PSNR_CAP)
-        else:
-            out.append(min(PSNR_CAP, peak_signal_noise_ratio(g, p, data_range=255)))
-    return np.asarray(out, dtype=np.float64)
+    with np.errstate(divide="ignore"):  # MSE 0 → inf, on purpose
+        return np.asarray([peak_signal_noise_ratio(g, p, data_range=255) for p, g in zip(pred, gt)], np.float64)
 
 
 def ssim_frames(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:

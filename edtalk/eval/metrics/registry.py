@@ -61,27 +61,42 @@ class WeightSource:
 
 WEIGHT_SOURCES: Dict[str, WeightSource] = {w.name: w for w in (
     WeightSource("lpips", "--lpips-weights", "EDTALK_LPIPS_WEIGHTS", ("lpips",),
-                 "torchvision AlexNet ImageNet weights (alexnet-owt-7be5be79.pth; the `lpips` package "
-                 "ships only its linear heads)"),
+                 "torchvision's AlexNet ImageNet weights alexnet-owt-7be5be79.pth (the `lpips` package ships "
+                 "only its linear heads)"),
     WeightSource("fid", "--fid-weights", "EDTALK_FID_WEIGHTS", ("fid",),
-                 "pytorch-fid's TF-Inception weights (pt_inception-2015-12-05-6726825d.pth, from the "
-                 "pytorch-fid GitHub release); torchvision inception_v3 ImageNet weights also load but are "
-                 "not comparable"),
+                 "torchvision's Inception-v3 ImageNet weights inception_v3_google-0cc3c7bd.pth (EAT's FID "
+                 "network), or pytorch-fid's TF-Inception pt_inception-2015-12-05-6726825d.pth (not EAT's)"),
     WeightSource("syncnet_v2", "--syncnet-v2", "EDTALK_SYNCNET_V2", ("lse_c", "lse_d"),
-                 "syncnet_v2 (syncnet_python's weights, the field's LSE network) exported by you as TorchScript "
-                 "or torch.export .pt2: forward(mfcc [N,1,13,20], video [N,3,5,224,224] BGR 0-255) → "
-                 "(audio_emb, video_emb)"),
+                 "syncnet_python's syncnet_v2.model (loaded as it is), or a TorchScript/.pt2 export with "
+                 "forward(mfcc [N,1,13,20], video [N,3,5,224,224] BGR 0-255) -> (audio_emb, video_emb)"),
     WeightSource("syncnet", "--syncnet", "EDTALK_SYNCNET", ("lse_c", "lse_d"),
                  "a SyncNet expert (spec §2.10): our saved folder from Training II or Wav2Lip's "
                  "lipsync_expert.pth; a stand-in, not comparable (used when no --syncnet-v2 is given)"),
     WeightSource("emotion", "--emotion-classifier", "EDTALK_EMOTION_CLASSIFIER", ("acc_emo",),
-                 "a TorchScript 8-way emotion classifier (input [N,3,224,224] RGB in [0,1], logits in "
-                 "MEAD order angry…surprised; or a torch.export .pt2); the paper uses EAT's Emotion-FAN "
-                 "fine-tuned on MEAD"),
+                 "EAT's Emotion-FAN checkpoint (self_relation-attention_*, from EAT's evaluation code), or a "
+                 "TorchScript/.pt2 frame classifier ([N,3,224,224] RGB 0-1 -> 8 logits in MEAD order; not EAT's)"),
     WeightSource("arcface", "--arcface", "EDTALK_ARCFACE", ("csim",),
-                 "a TorchScript (or torch.export .pt2) ArcFace (input [N,3,112,112] RGB in [-1,1] → embeddings), "
-                 "e.g. an insightface iresnet100 export; without it CSIM uses dlib's face-recognition ResNet"),
+                 "an ArcFace as TorchScript or torch.export .pt2 ([N,3,112,112] RGB in [-1,1] on insightface's "
+                 "norm_crop -> embeddings); without it CSIM uses dlib's face-recognition ResNet"),
+    WeightSource("eat_template", "--eat-template", "EDTALK_EAT_TEMPLATE", ("psnr", "ssim", "lpips", "m_lmd", "f_lmd", "fid"),
+                 "EAT's alignment template base_68.npy (base_68_close.npy beside it), from EAT's evaluation "
+                 "code; without it the EAT crop uses a stand-in template (marked)"),
 )}
+
+# Weight files whose exact bytes are known: torchvision/pytorch-fid name them by their sha256 prefix.
+KNOWN_SHA256_PREFIXES = {"lpips": ("7be5be79",), "fid": ("0cc3c7bd", "6726825d")}
+
+PROTOCOLS = ("eat", "native")
+
+
+def file_sha256(path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @dataclass
@@ -92,6 +107,11 @@ class MetricSettings:
     only: Optional[tuple] = None  # metric keys to compute (None: all)
     device: str = "cpu"
     max_offset: int = 15  # SyncNet offsets searched, in frames (±)
+    protocol: str = "native"  # 'eat': EAT's inputs for every metric; 'native': full frames
+
+    def __post_init__(self):
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
 
     def path(self, name: str) -> Optional[Path]:
         """The configured file for weight source `name`: flag value, else env var, else None."""
