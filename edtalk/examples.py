@@ -7,7 +7,7 @@
 - speech.wav       16 kHz mono, ~3 s: espeak-ng speech if installed, else a deterministic
                    speech-like synthesis (voiced pulses through formant filters)
 
-Run `python scripts/make_examples.py` to rebuild them.
+Run `edtalk examples` to rebuild them.
 """
 from __future__ import annotations
 

@@ -60,7 +60,7 @@ class ToFlow(nn.Module):
             logits = logits + self.upsample(logits_prev)
         batch, _, h, w = logits.shape
         # The warp runs in float32 whatever the model's dtype: a bf16 grid is off by up to a pixel
-        # at 256² (8-bit mantissa) and the CPU's bf16 grid_sample returned NaNs (scripts/benchmark_precision.py).
+        # at 256² (8-bit mantissa) and the CPU's bf16 grid_sample returned NaNs (scripts/bench.py precision).
         flow = logits[:, 0:2].float()
         grid = torch.tanh(flow).permute(0, 2, 3, 1) + identity_grid(h, w, flow)
         mask = torch.sigmoid(logits[:, 2:3])

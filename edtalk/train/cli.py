@@ -1,4 +1,4 @@
-"""`edtalk train` / `scripts/train.py`: parse `--config FILE [key=value ...]` and run the trainer."""
+"""`edtalk train` (also under torchrun: `-m edtalk.cli train`): parse `--config FILE [key=value ...]` and run the trainer."""
 from __future__ import annotations
 
 import argparse
@@ -11,7 +11,7 @@ overrides are dotted config keys, e.g.  data.root=data/synth/mead run.dir=runs/s
 train.batch_size=8 (global batch, split over processes) loss.perceptual.backbone=none train.ema=0.999
 
 multi-process (gradients averaged over ranks; gloo on CPU, NCCL on GPU):
-  torchrun --nproc_per_node 2 scripts/train.py --config configs/train/stage1_synthtalk_tiny.yaml data.root=...
+  torchrun --nproc_per_node 2 -m edtalk.cli train --config configs/train/stage1_synthtalk_tiny.yaml data.root=...
 a run resumes from the latest checkpoint in run.dir (run.resume=auto|none|PATH).
 """
 

@@ -35,7 +35,7 @@ def test_two_processes_match_one(synth_tree, tmp_path):
               "model.stddev_group=1", "run.checkpoint_every=1", "run.progress=false", "train.threads=1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29731",
-           str(REPO / "scripts" / "train.py"), "--config", str(TINY1), f"run.dir={tmp_path / 'ddp'}",
+           "-m", "edtalk.cli", "train", "--config", str(TINY1), f"run.dir={tmp_path / 'ddp'}",
            "train.check_sync=true", *common]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
