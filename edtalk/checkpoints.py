@@ -11,7 +11,10 @@ weights-only loading refuses is read by a restricted unpickler (tensors, contain
 allowlisted classes only) that drops `'args'` (spec §4.1 step 2). The package's floor is torch 2.3
 (training's `torch.amp.GradScaler(device)`); this loader alone works from 2.1.
 
-Our own format is a directory with `model.safetensors` + `config.json`.
+Our own format is a folder with `model.safetensors` + `config.json` (`model_type` and the
+model's init arguments; :mod:`edtalk.modeling` reads and writes it).  :func:`locate_model` is the
+one place that decides where a model is, given a `.pt` file, a saved folder, a folder holding
+models (a checkpoint directory) or a training run / its `export/`.
 """
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ import pickle
 import re
 import types
 from pathlib import Path
-from typing import Dict, Optional, Union
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 import torch
 
@@ -212,115 +216,153 @@ def load_state_dict_strict(module: torch.nn.Module, state_dict, name: str) -> No
     module.load_state_dict(state_dict, strict=True)
 
 
-def load_official_audio2lip(path_or_state_dict, device=None):
-    from .config import Audio2LipConfig
-    from .networks.audio2lip import Audio2Lip
-
-    sd = read_state_dict(path_or_state_dict, AUDIO2LIP_KEY)
-    check_kind(sd, ("audio2lip",), "Audio2Lip checkpoint")
-    channels = tuple(int(sd[f"audio_encoder.{i}.conv_block.0.weight"].shape[0]) for i in (0, 3, 6, 9, 11))
-    model = Audio2Lip(Audio2LipConfig(channels=channels, mouth_dim=int(sd["mapping.weight"].shape[0])))
-    load_state_dict_strict(model, sd, "Audio2Lip")
-    return model.to(device or "cpu").eval()
 
 
 # ---------------------------------------------------------------------------------------------
-# Our format: safetensors + JSON config.
+# Our format: a folder with model.safetensors + config.json ({"model_type": ..., **init arguments}).
 
-def save_pretrained(model: torch.nn.Module, directory) -> Path:
-    from safetensors.torch import save_file
+def is_saved_folder(path) -> bool:
+    """A folder with a `config.json` (a saved model, or one being written)."""
+    return (Path(path) / CONFIG_NAME).is_file()
 
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = directory / (WEIGHTS_NAME + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": "pt", "model_type": model.config.model_type})
-    os.replace(tmp, directory / WEIGHTS_NAME)
-    model.config.save(directory / CONFIG_NAME)
-    return directory
+
+def _read_config(directory) -> Optional[dict]:
+    try:
+        data = json.loads((Path(directory) / CONFIG_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _config_model_type(data: dict) -> str:
+    # Folders saved before `model_type` was written hold the generator.
+    return str(data.get("model_type", "edtalk"))
 
 
 def saved_model_type(directory) -> Optional[str]:
-    """The `model_type` of a saved model folder (config + weights; "edtalk" when the config names
-    none), or None when `directory` is not one or its config is unreadable."""
+    """The `model_type` of a saved model folder (config + weights), or None when `directory` is
+    not one or its config is unreadable."""
     directory = Path(directory)
-    cfg_path = directory / CONFIG_NAME
-    if not cfg_path.is_file() or not (directory / WEIGHTS_NAME).is_file():
+    if not (directory / WEIGHTS_NAME).is_file():
         return None
-    try:
-        data = json.loads(cfg_path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data.get("model_type", "edtalk") if isinstance(data, dict) else None
+    data = _read_config(directory)
+    return _config_model_type(data) if data is not None else None
 
 
-def load_pretrained(directory, expected: Optional[str] = None, device=None):
+def read_saved_folder(directory, expected: str, label: str) -> Tuple[dict, Dict[str, torch.Tensor]]:
+    """(config.json data, tensors) of a saved `expected` model; one CheckpointError otherwise."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from .config import config_class_for
-
     directory = Path(directory)
-    cfg_path, weights = directory / CONFIG_NAME, directory / WEIGHTS_NAME
-    if not cfg_path.is_file() or not weights.is_file():
-        raise CheckpointError(f"{directory} is not a saved edtalk model (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
-    data = json.loads(cfg_path.read_text())
-    model_type = data.get("model_type", "edtalk")
-    if expected and model_type != expected:
+    weights = directory / WEIGHTS_NAME
+    if not is_saved_folder(directory) or not weights.is_file():
+        raise CheckpointError(f"{directory} is not a saved {label} (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
+    data = _read_config(directory)
+    if data is None:
+        raise CheckpointError(f"{directory / CONFIG_NAME} is not a JSON object")
+    model_type = _config_model_type(data)
+    if model_type != expected:
         raise CheckpointError(f"{directory} holds a {model_type} model, expected {expected}")
-    config = config_class_for(model_type).from_dict(data)
-    if model_type == "edtalk":
-        from .model import EDTalk as cls
-    elif model_type == "audio2lip":
-        from .networks.audio2lip import Audio2Lip as cls
-    else:
-        from .networks.discriminator import Discriminator as cls
-    model = cls(config)
-    load_state_dict_strict(model, load_file(str(weights)), model_type)
-    return model.to(device or "cpu").eval()
+    try:
+        return data, load_file(str(weights))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"cannot read {weights}: {exc}") from None
 
 
-def save_bundle(directory, model_type: str, config: dict, modules: Dict[str, torch.nn.Module]) -> Path:
-    """Several modules in one folder of our format: `model.safetensors` holds each module's
-    weights under `<name>.`, `config.json` holds `model_type` + `config` (plain JSON data)."""
+def write_saved_folder(directory, model_type: str, arguments: dict, tensors: Dict[str, torch.Tensor]) -> Path:
+    """Write `model.safetensors` and `config.json` (`model_type` + JSON `arguments`), each atomically."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {f"{name}.{k}": v.detach().cpu().contiguous()
-               for name, module in modules.items() for k, v in module.state_dict().items()}
     tmp = directory / (WEIGHTS_NAME + ".tmp")
     save_file(tensors, str(tmp), metadata={"format": "pt", "model_type": model_type})
     os.replace(tmp, directory / WEIGHTS_NAME)
     tmp = directory / (CONFIG_NAME + ".tmp")
-    tmp.write_text(json.dumps({"model_type": model_type, **config}, indent=2))
+    tmp.write_text(json.dumps({"model_type": model_type, **arguments}, indent=2) + "\n")
     os.replace(tmp, directory / CONFIG_NAME)
     return directory
 
 
-def find_bundle(path, folder_name: str) -> Optional[Path]:
-    """The export folder at `path`, in `path/<folder_name>`, or in a run's `path/export/<folder_name>`
-    (so users may pass the folder, its parent, or the training run); None when there is none."""
+# ---------------------------------------------------------------------------------------------
+# Where a model is: the one resolver for ".pt, saved folder, checkpoint folder, run or its export/".
+
+RUN_EXPORT = "export"
+_STEP_FILE = re.compile(r"^\d+\.pt$")  # a training run's `export/<step>.pt` (official training format)
+
+
+@dataclass(frozen=True)
+class ModelLocation:
+    path: Path
+    official: bool  # an official-format `.pt` file; else a saved folder
+
+
+def find_model(path, model_type: str, names: Iterable[str] = (), prefer_official: bool = False,
+               named_only: bool = False) -> Optional[ModelLocation]:
+    """Where the `model_type` model given as `path` is, or None when there is none.
+
+    1. `path` itself: a file is an official-format checkpoint, a folder with config.json a saved model;
+    2. else in `path`, then in `path/export/` (a training run): the first of `names` present (a
+       file such as `EDTalk.pt` or a saved folder such as `EDTalk/`); else the one saved folder
+       whose config names `model_type` or the run's newest `<step>.pt`, the folder first unless
+       `prefer_official` (a step file also holds the discriminator).
+    `named_only`: look for `names` only (step 2's first half), as in a checkpoint folder.
+    """
     p = Path(str(path))
-    for candidate in (p, p / folder_name, p / "export" / folder_name):
-        if (candidate / CONFIG_NAME).is_file():
-            return candidate
+    if p.is_file() and not named_only:
+        return ModelLocation(p, True)
+    if not p.is_dir():
+        return None
+    if is_saved_folder(p) and not named_only:
+        return ModelLocation(p, False)
+    for base in (p, p / RUN_EXPORT):
+        if not base.is_dir():
+            continue
+        for name in names:
+            candidate = base / name
+            if candidate.is_file() or is_saved_folder(candidate):
+                return ModelLocation(candidate, candidate.is_file())
+        if named_only:
+            continue
+        found = _typed_folders(base, model_type)[:1] + _newest_step_file(base)
+        if found:
+            return sorted(found, key=lambda loc: loc.official != prefer_official)[0]
     return None
 
 
-def load_bundle(directory, model_type: str, names: tuple):
-    """(config dict, {name: state dict}) from a folder written by :func:`save_bundle`."""
-    from safetensors.torch import load_file
+def _typed_folders(base: Path, model_type: str) -> List[ModelLocation]:
+    folders = [d for d in sorted(base.iterdir()) if d.is_dir() and is_saved_folder(d)
+               and _config_model_type(_read_config(d) or {}) == model_type]
+    if len(folders) > 1:
+        raise CheckpointError(f"{base} holds several {model_type} models ({', '.join(d.name for d in folders)}): "
+                              "pass the one you mean")
+    return [ModelLocation(d, False) for d in folders]
 
-    directory = Path(directory)
-    cfg_path, weights = directory / CONFIG_NAME, directory / WEIGHTS_NAME
-    if not cfg_path.is_file() or not weights.is_file():
-        raise CheckpointError(f"{directory} is not a saved edtalk model (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
-    config = json.loads(cfg_path.read_text())
-    if config.get("model_type") != model_type:
-        raise CheckpointError(f"{directory} holds a {config.get('model_type')} model, expected {model_type}")
-    tensors = load_file(str(weights))
-    parts = {name: {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")} for name in names}
-    missing = [name for name, sd in parts.items() if not sd]
-    if missing:
-        raise CheckpointError(f"{weights} has no '{missing[0]}' weights")
-    return config, parts
+
+def _newest_step_file(base: Path) -> List[ModelLocation]:
+    steps = sorted(f for f in base.iterdir() if f.is_file() and _STEP_FILE.match(f.name))
+    return [ModelLocation(steps[-1], True)] if steps else []
+
+
+def locate_model(path, model_type: str, names: Iterable[str] = (), prefer_official: bool = False,
+                 label: str = "model", hint: str = "") -> ModelLocation:
+    """:func:`find_model`, with one CheckpointError (ending in `hint`) when there is no model."""
+    found = find_model(path, model_type, names, prefer_official)
+    if found is not None:
+        return found
+    p = Path(str(path))
+    if not p.exists():
+        raise CheckpointError(f"{label} not found: {p}{hint}")
+    raise CheckpointError(f"{p} is not a saved {label} and holds none (expected a .pt file, a folder with "
+                          f"{CONFIG_NAME} + {WEIGHTS_NAME}, or a training run with {RUN_EXPORT}/){hint}")
+
+
+def saved_config(directory) -> Optional[dict]:
+    """The config fields of a saved model folder, from either config.json schema (today's
+    `{"model_type", "config": {...}}` or the older flat one); None when there is no readable config."""
+    data = _read_config(directory) if is_saved_folder(directory) else None
+    if data is None:
+        return None
+    config = data.get("config", {k: v for k, v in data.items() if k != "model_type"})
+    return config if isinstance(config, dict) else None

@@ -8,15 +8,14 @@ lip-pose model (`EDTalk_lip_pose.pt`: `exp_dim = 0`), through its config (spec Â
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
-from .checkpoints import (GENERATOR_KEY, check_kind, load_pretrained, load_state_dict_strict,
-                          read_state_dict, save_pretrained)
 from .config import EDTalkConfig
+from .convert import official
+from .modeling import PretrainedModel
 from .networks.encoder import Encoder
 from .networks.motion import affine_mlp, latent_offset, orthonormal_bases
 from .networks.synthesis import SourceFeatures, Synthesis
@@ -30,7 +29,12 @@ class Direction(nn.Module):
         self.weight = nn.Parameter(torch.randn(latent_dim, num))
 
 
-class EDTalk(nn.Module):
+class EDTalk(nn.Module, PretrainedModel):
+    model_type, label = "edtalk", "EDTalk generator"
+    config_classes = {"config": EDTalkConfig}
+    default_names = ("EDTalk.pt", "EDTalk")  # in a checkpoint folder: the released file or a saved folder
+    official_reader = staticmethod(official.read_generator)
+
     def __init__(self, config: Optional[EDTalkConfig] = None):
         super().__init__()
         self.config = cfg = config or EDTalkConfig()
@@ -172,42 +176,7 @@ class EDTalk(nn.Module):
             return []
         return [p for eem in self.dec.fineadainresblock for p in eem.dead_parameters()]
 
-    # ------------------------------------------------------------------ checkpoints
-    @classmethod
-    def from_official(cls, path_or_state_dict: Union[str, Path, dict], device=None) -> "EDTalk":
-        """Load `EDTalk.pt` or `EDTalk_lip_pose.pt` (or their state dicts); eval mode.
-
-        The variant (and size/channels, so tiny official-format dicts load too) is read from the keys.
-        """
-        sd = read_state_dict(path_or_state_dict, GENERATOR_KEY)
-        check_kind(sd, ("edtalk", "lip_pose"), "generator checkpoint")
-        model = cls(config_from_state_dict(sd))
-        load_state_dict_strict(model, sd, "EDTalk generator")
-        return model.to(device or "cpu").eval()
-
-    def save_pretrained(self, directory) -> Path:
-        return save_pretrained(self, directory)
-
-    @classmethod
-    def from_pretrained(cls, directory, device=None) -> "EDTalk":
-        return load_pretrained(directory, expected="edtalk", device=device)
-
 
 def config_from_state_dict(sd: Dict[str, torch.Tensor]) -> EDTalkConfig:
-    """Infer the architecture (size, channels, dims) from an official-format state dict."""
-    n_res = sum(1 for k in sd if k.startswith("enc.net_app.convs.") and k.endswith(".conv1.0.weight"))
-    size = 2 ** (n_res + 2)
-    channels = {size: int(sd["enc.net_app.convs.0.0.weight"].shape[0])}
-    for i in range(1, n_res + 1):
-        channels[size // 2 ** i] = int(sd[f"enc.net_app.convs.{i}.conv2.1.weight"].shape[0])
-    has_exp = "direction_exp.weight" in sd
-    return EDTalkConfig(
-        size=size,
-        latent_dim=int(sd["direction_lipnonlip.weight"].shape[0]),
-        channels=channels,
-        mouth_dim=int(sd["lip_fc.2.weight"].shape[0]),
-        pose_dim=int(sd["pose_fc.2.weight"].shape[0]),
-        exp_dim=int(sd["exp_fc.2.weight"].shape[0]) if has_exp else 0,
-        shared_mlp_depth=sum(1 for k in sd if k.startswith("fc.") and k.endswith(".weight")),
-        adain_hidden=int(sd["dec.fineadainresblock.0.norm2.mlp_shared.0.weight"].shape[0]) if has_exp else 128,
-    )
+    """The architecture (size, channels, dims) of an official-format state dict."""
+    return EDTalkConfig(**official.generator_config(sd))

@@ -5,7 +5,7 @@ The lip-sync input convention (Wav2Lip's, used everywhere in edtalk — training
 sync loss and the LSE stand-in of :mod:`edtalk.eval.metrics.sync`):
 
 - faces: for frames r…r+4, the face box of each frame cropped and resized to 96² (the
-  evaluation helper's :func:`edtalk.eval.metrics.clip.face_crops`), RGB in **[0,1]**, the
+  evaluation's :func:`edtalk.face.crops.face_crops`), RGB in **[0,1]**, the
   **lower half** (rows 48–95) kept, stacked **frame-major** → [15,48,96] (channels 0–2 = frame r);
 - audio: one 80×16 mel window starting at mel row trunc(80·r/25) — the window that
   :func:`edtalk.audio.mel_windows` gives frame r+2 (each frame's window is centred on it), so
@@ -21,7 +21,7 @@ Items (all randomness of item i from ``numpy.random.default_rng([seed, epoch, i]
     Audio2LipItems {"identity" [3,S,S], "frames" [5,3,S,S], "mels" [5,1,80,16], "mouth" [5,20],
                     "pose" [5,6], "boxes" [5,4]}
         l = min(#windows, #targets, #frames); r ~ U{0…l−7}; identity frame ~ U{0…l−2}; frames,
-        mel windows, targets α_m/α_p (the motion cache, :func:`edtalk.train.motion.load_motion`)
+        mel windows, targets α_m/α_p (the motion cache, :func:`edtalk.data.motion_cache.load_motion`)
         and face boxes (pixels of the S² frames) of frames r…r+4.  Images in [-1,1].
 
 Mel windows come from ``mel/<name>.npy`` when the tree has it, else from the WAV (computed once
@@ -37,6 +37,7 @@ import torch
 from edtalk.audio import mel_windows
 from edtalk.data import layout
 from edtalk.data.datasets import _TreeDataset, to_tensor
+from edtalk.data.motion_cache import load_motion
 from edtalk.errors import InputError
 
 __all__ = ["SYNC_FRAMES", "SYNC_FACE_SIZE", "SyncNetPairs", "Audio2LipItems", "sync_face_window",
@@ -55,7 +56,7 @@ def sync_window_index(first_frame: int) -> int:
 def sync_face_window(frames: np.ndarray, boxes: Optional[np.ndarray]) -> torch.Tensor:
     """[15,48,96] expert input from 5 uint8 frames [5,H,W,3] and their face boxes [5,4]:
     96² box crops in [0,1], lower halves, frame-major."""
-    from edtalk.eval.metrics.clip import face_crops
+    from edtalk.face.crops import face_crops
 
     crops = face_crops(frames, boxes, SYNC_FACE_SIZE)  # [5,3,96,96] in [0,1]
     return crops[:, :, SYNC_FACE_SIZE // 2:].flatten(0, 1)
@@ -149,8 +150,6 @@ class Audio2LipItems(_AudioTreeDataset):
     def targets(self, name: str) -> dict:
         """{"mouth" [T,20], "pose" [T,6]} from the motion cache (written by `edtalk extract-motion`)."""
         if name not in self._targets:
-            from edtalk.train.motion import load_motion
-
             root = self._tree_of[name].root
             self._targets[name] = {part: load_motion(root, name, part) for part in ("mouth", "pose")}
         return self._targets[name]

@@ -1,8 +1,9 @@
 """Sequence and utterance items for audio-to-pose (spec §8.5) and audio/text-to-expression (§8.6).
 
 Both stages see audio only through the frozen Audio2Lip encoder: its 512-d embedding of each
-frame's 80×16 mel window (:func:`edtalk.audio.mel_windows`, or `mel/<name>.npy`).  Embeddings are
-computed once per clip when the stage starts (:func:`clip_table`), so items are cheap slices.
+frame's 80×16 mel window (:func:`edtalk.audio.mel_windows`, or `mel/<name>.npy`), computed by
+:mod:`edtalk.audio_features` (shared with generation) once per clip when the stage starts
+(:func:`clip_table`), so items are cheap slices.
 
 Items (randomness of item i from ``numpy.random.default_rng([seed, epoch, i])``)::
 
@@ -15,52 +16,18 @@ Items (randomness of item i from ``numpy.random.default_rng([seed, epoch, i])``)
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import CheckpointError, InputError
+from ..audio_features import audio_embeddings, utterance_features, with_energy  # noqa: F401 (old home)
+from ..errors import InputError
 from . import layout
+from .motion_cache import load_motion
 
-__all__ = ["load_audio2lip", "audio_embeddings", "utterance_features", "clip_table", "emotion_label",
-           "PoseSequences", "ExpressionItems"]
-
-EMBED_BATCH = 256
-
-
-def load_audio2lip(path):
-    """A frozen, eval-mode Audio2Lip from an official `.pt` or a saved folder (an audio2lip
-    stage's `export/model`, or its run folder)."""
-    from ..networks.audio2lip import Audio2Lip
-
-    p = Path(str(path))
-    if p.is_dir() and not (p / "config.json").is_file() and (p / "export" / "model").is_dir():
-        p = p / "export" / "model"
-    if not p.exists():
-        raise CheckpointError(f"Audio2Lip checkpoint not found: {p}")
-    a2l = Audio2Lip.from_pretrained(p) if p.is_dir() else Audio2Lip.from_official(p)
-    return a2l.eval().requires_grad_(False)
-
-
-@torch.no_grad()
-def audio_embeddings(audio2lip, mels) -> torch.Tensor:
-    """[T,512] float32 embeddings of per-frame mel windows [T,80,16] or [T,1,80,16]."""
-    mels = torch.as_tensor(np.asarray(mels) if not isinstance(mels, torch.Tensor) else mels)
-    if mels.dim() == 3:
-        mels = mels[:, None]
-    param = next(audio2lip.parameters())
-    chunks = [audio2lip.embed(mels[s:s + EMBED_BATCH].to(param.device, param.dtype)).float().cpu()
-              for s in range(0, len(mels), EMBED_BATCH)]
-    return torch.cat(chunks)
-
-
-def utterance_features(embeddings: torch.Tensor) -> torch.Tensor:
-    """The offline utterance feature (spec §8.6): time mean ‖ std of [T,512] embeddings → [1024]."""
-    e = torch.as_tensor(embeddings).float()
-    return torch.cat([e.mean(0), e.std(0, unbiased=False)])
+__all__ = ["clip_table", "emotion_label", "PoseSequences", "ExpressionItems"]
 
 
 def emotion_label(name: str) -> int:
@@ -70,21 +37,10 @@ def emotion_label(name: str) -> int:
     return layout.EMOTIONS.index(layout.parse_mead_name(name).emotion)
 
 
-def with_energy(embeddings: torch.Tensor, wav: np.ndarray) -> torch.Tensor:
-    """[T,D] per-frame embeddings + one column, the frame's log-RMS (:func:`edtalk.audio.frame_log_rms`)
-    → [T,D+1]: the pose flow's optional energy input, added the same way in training and generation."""
-    from ..audio import frame_log_rms
-
-    energy = torch.from_numpy(frame_log_rms(wav))
-    n = min(len(embeddings), len(energy))
-    return torch.cat([embeddings[:n], energy[:n, None].to(embeddings.dtype)], dim=1)
-
-
 def clip_table(root, names: Sequence[str], audio2lip, part: Optional[str], progress: bool = False,
                energy: bool = False) -> Dict[str, dict]:
     """name → {"audio": [T,512] embeddings (+ a log-RMS column with `energy`), "motion": [T,dim]
     cached α of `part` (or None)}, both cut to the shorter of the two."""
-    from ..train.motion import load_motion
     from .audio_datasets import clip_mels
 
     table = {}

@@ -1,13 +1,12 @@
 """Audio2Lip (spec §2.9): Wav2Lip-style audio encoder on 80×16 mel windows → 20 mouth weights."""
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Union
-
 import torch
 from torch import nn
 
 from ..config import Audio2LipConfig
+from ..convert import official
+from ..modeling import PretrainedModel
 
 
 class AudioConvBlock(nn.Module):
@@ -48,8 +47,13 @@ def audio_encoder_blocks(channels, extra_residual_256: bool = False) -> nn.Seque
     return nn.Sequential(*blocks)
 
 
-class Audio2Lip(nn.Module):
+class Audio2Lip(nn.Module, PretrainedModel):
     """Mel windows [T,1,80,16] (or [B,T,1,80,16]) → mouth weights [T,20] (or [B,T,20])."""
+
+    model_type, label = "audio2lip", "Audio2Lip checkpoint"
+    config_classes = {"config": Audio2LipConfig}
+    default_names = ("Audio2Lip.pt", "Audio2Lip")
+    official_reader = staticmethod(official.read_audio2lip)
 
     def __init__(self, config: Audio2LipConfig = None):
         super().__init__()
@@ -69,40 +73,16 @@ class Audio2Lip(nn.Module):
         out = self.mapping(self.embed(flat.to(device=param.device, dtype=param.dtype)))
         return out.view(mels.shape[0], mels.shape[1], -1) if batched else out
 
-    @classmethod
-    def from_official(cls, path_or_state_dict: Union[str, Path, dict], device=None) -> "Audio2Lip":
-        from ..checkpoints import load_official_audio2lip
 
-        return load_official_audio2lip(path_or_state_dict, device=device)
-
-    def save_pretrained(self, directory) -> Path:
-        from ..checkpoints import save_pretrained
-
-        return save_pretrained(self, directory)
-
-    @classmethod
-    def from_pretrained(cls, directory, device=None) -> "Audio2Lip":
-        from ..checkpoints import load_pretrained
-
-        return load_pretrained(directory, expected="audio2lip", device=device)
+def load_audio2lip(path, device=None) -> Audio2Lip:
+    """A frozen, eval-mode Audio2Lip: an official `.pt`, a saved folder, or an audio2lip run / its export/."""
+    return Audio2Lip.from_pretrained(path, device).requires_grad_(False)
 
 
-def load_with_audio_encoder(path, folder_name: str, model_type: str, key: str, build, label: str, config_yaml: str,
-                            device=None, missing_label=None):
-    """(net, Audio2Lip, bundle config) from an export bundle that carries its frozen Audio2Lip (the
-    pose flow and audio2exp): `path` is the bundle folder or a folder holding one (a run's
-    `export/`, or the run itself); `build(config_dict)` makes the untrained net of part `key`;
-    `label` names it in errors (`missing_label`, if given, in the not-found one)."""
-    from ..checkpoints import find_bundle, load_bundle, load_state_dict_strict
-    from ..errors import CheckpointError
-
-    folder = find_bundle(path, folder_name)
-    if folder is None:
-        raise CheckpointError(f"{missing_label or label} checkpoint not found: {path} (train one with `edtalk train --config "
-                              f"{config_yaml}`)")
-    config, parts = load_bundle(folder, model_type, (key, "audio2lip"))
-    net = build(config["config"])
-    load_state_dict_strict(net, parts[key], label)
-    net = net.eval().to(device or "cpu").requires_grad_(False)
-    a2l = Audio2Lip.from_official({"audio2lip": parts["audio2lip"]}, device=device).requires_grad_(False)
-    return net, a2l, config
+def with_audio2lip_arguments(arguments: dict, tensors) -> dict:
+    """Init arguments of a model saved with its frozen Audio2Lip (weights `audio2lip.*`): folders
+    saved before the one config.json schema lack the `audio2lip` config; read it off the weights."""
+    if "audio2lip" in arguments:
+        return arguments
+    weights = {k[len("audio2lip."):]: v for k, v in tensors.items() if k.startswith("audio2lip.")}
+    return {**arguments, "audio2lip": official.audio2lip_config(weights)} if weights else arguments

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from ..config import DiscriminatorConfig
+from ..modeling import PretrainedModel
 from ..nn.layers import ConvLayer, EqualLinear, ResBlock
 
 
@@ -23,7 +24,10 @@ def minibatch_stddev(x: torch.Tensor, group_size: int = 4) -> torch.Tensor:
     return torch.cat([x, y], dim=1)
 
 
-class Discriminator(nn.Module):
+class Discriminator(nn.Module, PretrainedModel):
+    model_type, label = "discriminator", "discriminator"
+    config_classes = {"config": DiscriminatorConfig}
+
     def __init__(self, config: DiscriminatorConfig = None):
         super().__init__()
         self.config = config or DiscriminatorConfig()

@@ -12,14 +12,18 @@ r < 0.25 zero the text.  At test a missing modality is a zero vector.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple
 
 import torch
 from torch import nn
 
-__all__ = ["ExpressionPredictorConfig", "ExpressionPredictor", "modality_keep", "EXPRESSION_DIR",
+from ..config import Audio2LipConfig
+from ..modeling import PretrainedModel
+from .audio2lip import Audio2Lip, with_audio2lip_arguments
+
+__all__ = ["ExpressionPredictorConfig", "ExpressionPredictor", "AudioToExpression", "modality_keep", "EXPRESSION_DIR",
            "save_expression_predictor", "load_expression_predictor"]
 
 
@@ -89,22 +93,47 @@ class ExpressionPredictor(nn.Module):
 EXPRESSION_DIR, MODEL_TYPE = "audio2exp", "audio2exp"
 
 
-def save_expression_predictor(directory, predictor: ExpressionPredictor, audio2lip, text_encoder: str = "lexicon") -> Path:
-    """One self-contained folder (config.json + model.safetensors): the predictor, the frozen
-    Audio2Lip of its audio features and the name of its text encoder ('lexicon' or the
-    sentence-embedding folder it was trained with)."""
-    from ..checkpoints import save_bundle
+class AudioToExpression(nn.Module, PretrainedModel):
+    """The saved audio/text-to-expression model: the predictor, the frozen Audio2Lip of its audio
+    features (weights `audio2exp.*` and `audio2lip.*`) and the name of its text encoder ('lexicon'
+    or the sentence-embedding folder it was trained with)."""
 
-    return save_bundle(directory, MODEL_TYPE, {"config": asdict(predictor.config), "text_encoder": str(text_encoder)},
-                       {"audio2exp": predictor, "audio2lip": audio2lip})
+    model_type, label = MODEL_TYPE, "audio2exp checkpoint"
+    config_classes = {"config": ExpressionPredictorConfig, "audio2lip": Audio2LipConfig}
+    default_names = (EXPRESSION_DIR,)  # an audio2exp run's export/audio2exp, or <checkpoint-dir>/audio2exp
+    missing_hint = " (train one with `edtalk train --config configs/train/audio2exp.yaml`)"
+
+    def __init__(self, config: Optional[ExpressionPredictorConfig] = None, audio2lip: Optional[Audio2LipConfig] = None,
+                 text_encoder: str = "lexicon"):
+        super().__init__()
+        self.audio2exp = ExpressionPredictor(config)
+        self.audio2lip = Audio2Lip(audio2lip)
+        self.text_encoder = str(text_encoder)
+
+    @classmethod
+    def of(cls, predictor: ExpressionPredictor, audio2lip: Audio2Lip, text_encoder: str = "lexicon") -> "AudioToExpression":
+        """The model made of a trained predictor and its Audio2Lip (the modules themselves, not copies)."""
+        model = cls.__new__(cls)
+        nn.Module.__init__(model)
+        model.audio2exp, model.audio2lip, model.text_encoder = predictor, audio2lip, str(text_encoder)
+        return model
+
+    def init_arguments(self) -> dict:
+        return {"config": self.audio2exp.config, "audio2lip": self.audio2lip.config, "text_encoder": self.text_encoder}
+
+    @classmethod
+    def arguments_from_saved(cls, data: dict, tensors) -> dict:
+        return with_audio2lip_arguments(super().arguments_from_saved(data, tensors), tensors)
+
+
+def save_expression_predictor(directory, predictor: ExpressionPredictor, audio2lip: Audio2Lip,
+                              text_encoder: str = "lexicon") -> Path:
+    """One self-contained folder (config.json + model.safetensors), see :class:`AudioToExpression`."""
+    return AudioToExpression.of(predictor, audio2lip, text_encoder).save_pretrained(directory)
 
 
 def load_expression_predictor(path, device=None):
-    """(ExpressionPredictor, Audio2Lip, text encoder name) from an audio2exp export folder or a
-    folder holding one (an audio2exp run's `export/`, or the run folder itself)."""
-    from .audio2lip import load_with_audio_encoder
-
-    net, a2l, config = load_with_audio_encoder(
-        path, EXPRESSION_DIR, MODEL_TYPE, "audio2exp", lambda c: ExpressionPredictor(ExpressionPredictorConfig(**c)),
-        "audio2exp", "configs/train/audio2exp.yaml", device)
-    return net, a2l, str(config.get("text_encoder", "lexicon"))
+    """(ExpressionPredictor, Audio2Lip, text encoder name), eval and frozen, from an audio2exp export
+    folder or a folder holding one (an audio2exp run's `export/`, or the run folder itself)."""
+    model = AudioToExpression.from_pretrained(path, device).requires_grad_(False)
+    return model.audio2exp, model.audio2lip, model.text_encoder

@@ -27,7 +27,6 @@ answers in factor units.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -38,10 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoints import CONFIG_NAME, WEIGHTS_NAME, load_state_dict_strict, read_state_dict
-from ..checkpoints import save_pretrained as _save_pretrained
 from ..config import _ConfigMixin
 from ..errors import CheckpointError
+from ..modeling import PretrainedModel
 
 __all__ = ["FactorNetConfig", "FactorNet", "FactorBackbone", "IDENTITY_NAMES", "FACTOR_NET_ENV",
            "default_factor_net_dir", "load_factor_backbone"]
@@ -93,8 +91,12 @@ class FactorNetConfig(_ConfigMixin):
         return cls(channels=(4, 8, 8, 8, 8), hidden=16)
 
 
-class FactorNet(nn.Module):
+class FactorNet(nn.Module, PretrainedModel):
     """Frame [B,3,S,S] in [-1,1] → standardised factors [B, num_outputs]; see the module doc."""
+
+    model_type, label = MODEL_TYPE, "factor network"
+    config_classes = {"config": FactorNetConfig}
+    default_names = ("synthtalk_factor_net",)  # a factor_net run's export/synthtalk_factor_net
 
     def __init__(self, config: Optional[FactorNetConfig] = None):
         super().__init__()
@@ -135,26 +137,6 @@ class FactorNet(nn.Module):
     def predict(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
         """{group: [B, d]} in factor units (mouth open in [0,1], pose in radians, ...)."""
         return self.split(self(images) * self.target_std + self.target_mean)
-
-    # ----------------------------------------------------------------------------- files
-
-    def save_pretrained(self, directory) -> Path:
-        """`directory/model.safetensors` + `config.json` (the package's own format)."""
-        return _save_pretrained(self, directory)
-
-    @classmethod
-    def from_pretrained(cls, directory, device=None) -> "FactorNet":
-        """Load a folder written by :meth:`save_pretrained` (eval mode)."""
-        directory = Path(directory)
-        cfg_path = directory / CONFIG_NAME
-        if not cfg_path.is_file() or not (directory / WEIGHTS_NAME).is_file():
-            raise CheckpointError(f"{directory} is not a saved factor network (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
-        data = json.loads(cfg_path.read_text())
-        if data.get("model_type") != MODEL_TYPE:
-            raise CheckpointError(f"{directory} holds a {data.get('model_type')} model, expected {MODEL_TYPE}")
-        model = cls(FactorNetConfig.from_dict(data))
-        load_state_dict_strict(model, read_state_dict(directory, MODEL_TYPE), "factor network")
-        return model.to(device or "cpu").eval()
 
 
 def _conv_bn(in_ch: int, out_ch: int, stride: int) -> nn.Sequential:

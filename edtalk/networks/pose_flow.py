@@ -17,7 +17,7 @@ state is carried through time during autoregressive sampling, which the usual fl
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -25,8 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import Audio2LipConfig
+from ..modeling import PretrainedModel
+from .audio2lip import Audio2Lip, with_audio2lip_arguments
+
 __all__ = ["PoseFlowConfig", "PoseFlow", "ActNorm", "InvertibleLinear", "LSTMCoupling", "pad_edges",
-           "save_pose_flow", "load_pose_flow", "POSE_FLOW_DIR"]
+           "AudioToPose", "save_pose_flow", "load_pose_flow", "POSE_FLOW_DIR"]
 
 
 @dataclass
@@ -234,21 +238,44 @@ class PoseFlow(nn.Module):
 POSE_FLOW_DIR, MODEL_TYPE = "pose_flow", "pose_flow"
 
 
-def save_pose_flow(directory, flow: PoseFlow, audio2lip) -> Path:
+class AudioToPose(nn.Module, PretrainedModel):
+    """The saved audio-to-pose model: the flow and the frozen Audio2Lip whose embeddings it reads
+    (one folder; weights `pose_flow.*` and `audio2lip.*`)."""
+
+    model_type, label = MODEL_TYPE, "pose-flow checkpoint"
+    config_classes = {"config": PoseFlowConfig, "audio2lip": Audio2LipConfig}
+    default_names = (POSE_FLOW_DIR,)  # a pose_flow run's export/pose_flow, or <checkpoint-dir>/pose_flow
+    missing_hint = " (train one with `edtalk train --config configs/train/pose_flow.yaml`)"
+
+    def __init__(self, config: Optional[PoseFlowConfig] = None, audio2lip: Optional[Audio2LipConfig] = None):
+        super().__init__()
+        self.pose_flow = PoseFlow(config)
+        self.audio2lip = Audio2Lip(audio2lip)
+
+    @classmethod
+    def of(cls, flow: PoseFlow, audio2lip: Audio2Lip) -> "AudioToPose":
+        """The model made of a trained flow and its Audio2Lip (the modules themselves, not copies)."""
+        model = cls.__new__(cls)
+        nn.Module.__init__(model)
+        model.pose_flow, model.audio2lip = flow, audio2lip
+        return model
+
+    def init_arguments(self) -> dict:
+        return {"config": self.pose_flow.config, "audio2lip": self.audio2lip.config}
+
+    @classmethod
+    def arguments_from_saved(cls, data: dict, tensors) -> dict:
+        return with_audio2lip_arguments(super().arguments_from_saved(data, tensors), tensors)
+
+
+def save_pose_flow(directory, flow: PoseFlow, audio2lip: Audio2Lip) -> Path:
     """One self-contained folder (config.json + model.safetensors): the flow and the frozen
     Audio2Lip whose embeddings it reads."""
-    from ..checkpoints import save_bundle
-
-    return save_bundle(directory, MODEL_TYPE, {"config": asdict(flow.config)},
-                       {"pose_flow": flow, "audio2lip": audio2lip})
+    return AudioToPose.of(flow, audio2lip).save_pretrained(directory)
 
 
 def load_pose_flow(path, device=None):
     """(PoseFlow, Audio2Lip), eval and frozen, from a pose-flow export folder or a folder holding
     one (a pose_flow run's `export/`, or the run folder itself)."""
-    from .audio2lip import load_with_audio_encoder
-
-    flow, a2l, _ = load_with_audio_encoder(path, POSE_FLOW_DIR, MODEL_TYPE, "pose_flow",
-                                           lambda c: PoseFlow(PoseFlowConfig(**c)), "pose flow",
-                                           "configs/train/pose_flow.yaml", device, missing_label="pose-flow")
-    return flow, a2l
+    model = AudioToPose.from_pretrained(path, device).requires_grad_(False)
+    return model.pose_flow, model.audio2lip

@@ -14,17 +14,15 @@ config.json + model.safetensors) or a Wav2Lip-layout checkpoint (``state_dict`` 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..config import _ConfigMixin
-from ..errors import CheckpointError
+from ..convert import official
+from ..modeling import PretrainedModel
 from .audio2lip import AudioConvBlock, audio_encoder_blocks
 
 FACE_SIZE = 96  # face crop side; the encoder sees its lower half (48×96)
@@ -73,8 +71,13 @@ def face_encoder_blocks(channels) -> nn.Sequential:
     return nn.Sequential(*blocks)
 
 
-class SyncNet(nn.Module):
+class SyncNet(nn.Module, PretrainedModel):
     """Face windows [B,15,48,96] and mel windows [B,1,80,16] → unit embeddings [B,512] each."""
+
+    model_type, label = "syncnet", "SyncNet expert"
+    config_classes = {"config": SyncNetConfig}
+    default_names = ("syncnet",)
+    official_reader = staticmethod(official.read_syncnet)  # a Wav2Lip-layout .pth/.pt
 
     def __init__(self, config: SyncNetConfig = None):
         super().__init__()
@@ -102,55 +105,11 @@ class SyncNet(nn.Module):
         """cos(a, v) per row, in [0,1] for ReLU embeddings."""
         return (audio_emb * face_emb).sum(dim=1)
 
-    # ----------------------------------------------------------------------------- weights
-
-    def save_pretrained(self, directory) -> Path:
-        from ..checkpoints import save_pretrained
-
-        return save_pretrained(self, directory)
-
-    @classmethod
-    def from_pretrained(cls, directory, device=None) -> "SyncNet":
-        """Our folder format: config.json (model_type "syncnet") + model.safetensors."""
-        from safetensors.torch import load_file
-
-        from ..checkpoints import CONFIG_NAME, WEIGHTS_NAME, load_state_dict_strict
-
-        directory = Path(directory)
-        cfg_path, weights = directory / CONFIG_NAME, directory / WEIGHTS_NAME
-        if not cfg_path.is_file() or not weights.is_file():
-            raise CheckpointError(f"{directory} is not a saved SyncNet expert (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
-        data = json.loads(cfg_path.read_text())
-        if data.get("model_type") != "syncnet":
-            raise CheckpointError(f"{directory} holds a {data.get('model_type')} model, expected syncnet")
-        model = cls(SyncNetConfig.from_dict(data))
-        load_state_dict_strict(model, load_file(str(weights)), "SyncNet")
-        return model.to(device or "cpu").eval()
-
-    @classmethod
-    def from_official(cls, path_or_state_dict: Union[str, Path, dict], device=None) -> "SyncNet":
-        """A Wav2Lip-layout checkpoint: {'state_dict': {face_encoder.*, audio_encoder.*}} (or the dict itself)."""
-        from ..checkpoints import load_state_dict_strict, safe_torch_load, strip_prefix
-
-        obj = path_or_state_dict if isinstance(path_or_state_dict, dict) else safe_torch_load(path_or_state_dict)
-        sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
-        if not isinstance(sd, dict) or "face_encoder.0.conv_block.0.weight" not in strip_prefix(sd):
-            raise CheckpointError("not a SyncNet expert checkpoint (no face_encoder.0.conv_block.0.weight)")
-        sd = strip_prefix(sd)
-        width = lambda prefix, i: int(sd[f"{prefix}.{i}.conv_block.0.weight"].shape[0])  # noqa: E731
-        config = SyncNetConfig(face_channels=tuple(width("face_encoder", i) for i in (0, 1, 4, 8, 11)),
-                               audio_channels=tuple(width("audio_encoder", i) for i in (0, 3, 6, 9, 12)))
-        model = cls(config)
-        load_state_dict_strict(model, sd, "SyncNet")
-        return model.to(device or "cpu").eval()
-
 
 def load_syncnet(path, device=None) -> SyncNet:
-    """A SyncNet expert from our folder format or a Wav2Lip-layout .pth/.pt file."""
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"SyncNet expert not found: {path}")
-    return SyncNet.from_pretrained(path, device) if path.is_dir() else SyncNet.from_official(path, device)
+    """A SyncNet expert (eval mode) from our folder format, a Wav2Lip-layout .pth/.pt file, or a
+    syncnet run / its export/."""
+    return SyncNet.from_pretrained(path, device)
 
 
 __all__ = ["SyncNet", "SyncNetConfig", "load_syncnet", "face_encoder_blocks", "FACE_SIZE", "NUM_FRAMES"]

@@ -61,6 +61,7 @@ expression, person-specific fine-tuning) plug in the same way: a new module unde
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any, Callable, Dict, List, Mapping, Optional, Type
 
 import torch
@@ -97,10 +98,10 @@ def register_stage(name: str) -> Callable[[Type["Stage"]], Type["Stage"]]:
 def _import_all_stage_modules() -> None:
     import pkgutil
 
-    from . import stages
-
-    for info in pkgutil.iter_modules(stages.__path__):
-        importlib.import_module(f"{stages.__name__}.{info.name}")
+    # Found by path and name, like STAGE_MODULES: the stage modules import this one, not the reverse.
+    package = f"{__package__}.stages"
+    for info in pkgutil.iter_modules([os.path.join(os.path.dirname(__file__), "stages")]):
+        importlib.import_module(f"{package}.{info.name}")
 
 
 def get_stage(name: str) -> Type["Stage"]:

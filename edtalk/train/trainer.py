@@ -34,6 +34,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ..errors import EDTalkError
+from ..runtime import resolve_device
 from .config import save_config, to_container
 from .stage import Stage, get_stage
 
@@ -70,14 +71,9 @@ def init_distributed(device_type: str) -> DistInfo:
 
 
 def pick_device(name: str, info: DistInfo) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    # auto: CUDA or the CPU (training does not pick MPS by itself); a bare cuda is the rank's GPU.
+    device = resolve_device(name, local_rank=info.local_rank, auto_mps=False, option="train.device")
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise EDTalkError("train.device is cuda but no CUDA device is available")
-        if device.index is None:
-            device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
     return device
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from edtalk.cli import main
-from edtalk.data.sequence_datasets import load_audio2lip
+from edtalk.networks.audio2lip import load_audio2lip
 from edtalk.model import EDTalk
 from edtalk.networks.expression_predictor import ExpressionPredictor, ExpressionPredictorConfig, save_expression_predictor
 from edtalk.networks.pose_flow import PoseFlow, PoseFlowConfig, save_pose_flow

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from edtalk.data import layout
-from edtalk.data.sequence_datasets import PoseSequences, clip_table, load_audio2lip
+from edtalk.data.sequence_datasets import PoseSequences, clip_table
+from edtalk.networks.audio2lip import load_audio2lip
 from edtalk.networks.pose_flow import PoseFlow, PoseFlowConfig, load_pose_flow
 from edtalk.train.config import load_train_config
 from edtalk.train.stages.pose_flow import PoseFlowStage, clip_nll
@@ -110,7 +111,7 @@ def test_frame_log_rms_is_per_video_frame():
 
 def test_energy_flow_trains_on_loudness_and_generation_feeds_it(pose_tree, tmp_path):
     from edtalk.audio import frame_log_rms, load_audio, mel_windows
-    from edtalk.data.sequence_datasets import audio_embeddings, with_energy
+    from edtalk.audio_features import audio_embeddings, with_energy
     from edtalk.pipelines.audio_drivers import audio_pose_sequence
 
     root, a2l = pose_tree

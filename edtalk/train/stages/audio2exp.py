@@ -21,9 +21,11 @@ from typing import Dict, List
 import torch
 import torch.nn.functional as F
 
+from ...audio_features import utterance_features
 from ...data import layout
-from ...data.sequence_datasets import ExpressionItems, clip_table, emotion_label, load_audio2lip, utterance_features
+from ...data.sequence_datasets import ExpressionItems, clip_table, emotion_label
 from ...errors import EDTalkError, InputError
+from ...networks.audio2lip import load_audio2lip
 from ...networks.expression_predictor import (EXPRESSION_DIR, ExpressionPredictor, ExpressionPredictorConfig,
                                               modality_keep, save_expression_predictor)
 from ...text_emotion import TextFeatures, synthetic_transcript

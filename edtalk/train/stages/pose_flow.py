@@ -16,8 +16,9 @@ from typing import Dict, List
 import torch
 
 from ...data import layout
-from ...data.sequence_datasets import PoseSequences, clip_table, load_audio2lip
+from ...data.sequence_datasets import PoseSequences, clip_table
 from ...errors import EDTalkError
+from ...networks.audio2lip import load_audio2lip
 from ...networks.pose_flow import POSE_FLOW_DIR, PoseFlow, PoseFlowConfig, pad_edges, save_pose_flow
 from ..stage import Stage, register_stage
 

@@ -24,12 +24,12 @@ folder + an official-format `.pt`) that `edtalk generate --checkpoint` takes.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 import torch
 from omegaconf import OmegaConf
 
+from ...checkpoints import find_model
 from ...config import EDTalkConfig
 from ...data import layout
 from ...data.datasets import Stage2Items
@@ -113,25 +113,17 @@ def stage2_trainable(model: EDTalk, phase: str = "A") -> None:
 def resolve_stage1_init(kind: str, path: Optional[str]) -> Tuple[str, Optional[str]]:
     """(init kind, path) for `model.init`; `auto` reads the path: a run folder or its export/
     (the newest official-format `.pt`, which also holds the stage-1 D), a `.pt` file, or a saved
-    model folder."""
+    model folder (:func:`edtalk.checkpoints.find_model`)."""
     if kind != "auto":
         return kind, path
     if not path:
         raise EDTalkError("stage 2 starts from a stage-1 model: set model.init_path (a stage-1 run, its export, "
                           "EDTalk_lip_pose.pt or a saved model folder)")
-    p = Path(path)
-    if p.is_file():
-        return "official", str(p)
-    if (p / "config.json").is_file():
-        return "pretrained", str(p)
-    for folder in (p / "export", p):
-        pts = sorted(folder.glob("*.pt")) if folder.is_dir() else []
-        if pts:
-            return "official", str(pts[-1])
-        if (folder / "model" / "config.json").is_file():
-            return "pretrained", str(folder / "model")
-    raise EDTalkError(f"model.init_path {path}: no stage-1 model found (expected a .pt, a saved model folder "
-                      "or a run folder with export/)")
+    found = find_model(path, EDTalk.model_type, prefer_official=True)
+    if found is None:
+        raise EDTalkError(f"model.init_path {path}: no stage-1 model found (expected a .pt, a saved model folder "
+                          "or a run folder with export/)")
+    return ("official" if found.official else "pretrained"), str(found.path)
 
 
 # ----------------------------------------------------------------------------- data
