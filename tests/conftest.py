@@ -10,6 +10,19 @@ from edtalk.testing import PARITY_ENV, find_parity_dir, skip_unless_required
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
+TESTS = Path(__file__).resolve().parent
+# Marked `slow` here, by place, so the files themselves stay with their owners' layers.
+SLOW_FILES = {"webui/test_browser.py", "model/test_parity.py"}  # a real browser; full-size official models
+SLOW_FIXTURES = {"tiny_synthtalk_model"}  # the whole training chain, once per session
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = Path(str(item.fspath)).resolve()
+        in_slow_file = path.is_relative_to(TESTS) and path.relative_to(TESTS).as_posix() in SLOW_FILES
+        if in_slow_file or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def parity_dir():

@@ -38,16 +38,3 @@ def test_fast_path_does_less_work(models):
     ref = count_gflop(lambda: reference_path(model, sc, one))
     ours = count_gflop(lambda: our_path(model, sc, inp, 4)) / 4
     assert ours < 0.75 * ref
-
-
-def test_keep_freed_memory_applies_on_glibc():
-    import platform
-    import sys
-
-    from edtalk.runtime import keep_freed_memory
-
-    result = keep_freed_memory()
-    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
-        assert result is True
-    else:
-        assert result is False

@@ -1,12 +1,10 @@
-"""Audio/text-to-expression (spec §8.6): modality dropout masks, the offline lexicon reader,
-synthetic transcripts, and training on a tiny SynthTalk tree (the loss falls)."""
+"""Audio/text-to-expression (spec §8.6): modality dropout masks and training on a tiny SynthTalk
+tree (the loss falls).  The text reader itself: tests/test_text_emotion.py."""
 
 import pytest
 import torch
 
-from edtalk.data import layout
 from edtalk.networks.expression_predictor import ExpressionPredictor, load_expression_predictor, modality_keep
-from edtalk.text_emotion import lexicon_vector, read_emotion, synthetic_transcript
 from edtalk.train.config import load_train_config
 from edtalk.train.stages.audio2exp import Audio2ExpStage
 from edtalk.train.trainer import train
@@ -19,24 +17,6 @@ def test_modality_dropout_masks_follow_the_spec():
     keep_audio, keep_text = modality_keep(r)
     assert keep_audio.tolist() == [1, 1, 0, 0, 0, 1, 1]   # 0.25 ≤ r ≤ 0.5 zeroes the audio
     assert keep_text.tolist() == [1, 1, 1, 1, 1, 0, 0]    # r < 0.25 zeroes the text
-
-
-@pytest.mark.parametrize("sentence,emotion", [
-    ("I am so happy today", "happy"), ("I am furious with you", "angry"), ("I am afraid of the dark", "fear"),
-    ("Such gloomy grief", "sad"), ("I am really surprised", "surprised"), ("That smell is gross", "disgusted"),
-    ("The meeting is at noon", "neutral")])
-def test_lexicon_reader_maps_emotional_sentences(sentence, emotion):
-    assert read_emotion(sentence) == emotion
-
-
-def test_synthetic_transcripts_are_deterministic_and_carry_the_label():
-    names = [layout.format_mead_name("M003", e, 1, i) for e in ("happy", "angry", "fear", "surprised") for i in range(4)]
-    for name in names:
-        text = synthetic_transcript(name)
-        assert text == synthetic_transcript(name)
-        assert read_emotion(text) == layout.parse_mead_name(name).emotion
-    assert len({synthetic_transcript(n) for n in names}) > 8  # several variants per emotion
-    assert lexicon_vector("the meeting is at noon").sum() == 0
 
 
 @pytest.fixture(scope="module")
