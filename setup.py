@@ -15,7 +15,17 @@ setup(
     description="EDTalk (ECCV 2024): efficient disentanglement for emotional talking-head synthesis",
     long_description=(here / "README.md").read_text(),
     long_description_content_type="text/markdown",
-    license="Apache-2.0",
+    license="Apache-2.0",  # the code; the released EDTalk weights carry their authors' non-commercial terms
+    license_files=["LICENSE"],
+    keywords=["talking head", "face animation", "lip sync", "emotion", "disentanglement", "pytorch"],
+    classifiers=[
+        "License :: OSI Approved :: Apache Software License",
+        "Programming Language :: Python :: 3",
+        "Operating System :: OS Independent",
+        "Intended Audience :: Science/Research",
+        "Topic :: Multimedia :: Video",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
     python_requires=">=3.9",
     packages=find_packages(include=["edtalk", "edtalk.*"]),
     package_data={"edtalk.data": ["splits/*.json", "splits/README.md"]},
