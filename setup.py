@@ -19,7 +19,6 @@ setup(
     license_files=["LICENSE"],
     keywords=["talking head", "face animation", "lip sync", "emotion", "disentanglement", "pytorch"],
     classifiers=[
-        "License :: OSI Approved :: Apache Software License",
         "Programming Language :: Python :: 3",
         "Operating System :: OS Independent",
         "Intended Audience :: Science/Research",
