@@ -116,12 +116,19 @@ def markdown_table(summary: Dict[str, dict], kind: str, label: str = "this run",
     footnotes = [f"- {', '.join(labels)}: skipped — {reason}" for reason, labels in skipped.items()]
     lines.append(f"| {label} | " + " | ".join(cells) + " |")
     by_difference: Dict[str, list] = {}
+    clip_note = None
     for k in COLUMNS:
         entry = summary.get(k, {})
         if entry.get("ok") and entry.get("value") is not None and not entry.get("comparable"):
-            why = entry.get("differences") or entry.get("network", "") or "not the reference's inputs"
-            by_difference.setdefault(why, []).append(METRICS[k].label + "†")
+            differing = [s for s in entry.get("steps", []) if not s.get("match")]
+            clip_note = next((s["ours"] for s in differing if s["name"] == "clips"), clip_note)
+            why = "; ".join(f"{s['name']}: {s['ours']}" for s in differing if s["name"] != "clips")
+            if why or not differing:
+                why = why or entry.get("network", "") or "not the reference's inputs"
+                by_difference.setdefault(why, []).append(METRICS[k].label + "†")
     daggers = [f"- {', '.join(labels)}: not comparable to the paper — {why}" for why, labels in by_difference.items()]
+    if clip_note:
+        daggers.append(f"- clips: {clip_note}, not the paper's test clips: every value above is †")
     partial = []
     for k in COLUMNS:
         entry = summary.get(k, {})

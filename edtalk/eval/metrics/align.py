@@ -187,6 +187,14 @@ def eat_crop_matrix(landmarks: np.ndarray, template: np.ndarray) -> np.ndarray:
     return similarity(src, dst)
 
 
+def to_crop_coordinates(points: np.ndarray, landmarks: np.ndarray, templates: EatTemplates) -> np.ndarray:
+    """Frame points [K,2] → pixel coordinates of EAT's 128² crop of that frame (whose face has
+    `landmarks`): the unit EAT's LMD is measured in."""
+    matrix = np.linalg.inv(eat_crop_matrix(landmarks, templates.for_landmarks(landmarks)))
+    pts = np.asarray(points, np.float64)
+    return pts @ matrix[:2, :2].T + matrix[:2, 2] - 1.0
+
+
 def eat_aligned_crop(image: np.ndarray, landmarks: np.ndarray, templates: EatTemplates) -> np.ndarray:
     """uint8 [128,128,3]: EAT's warp of `image` (scikit-image, [0,1] floats, ×255 truncated)."""
     matrix = eat_crop_matrix(landmarks, templates.for_landmarks(landmarks))

@@ -17,6 +17,7 @@ fer-pytorch download weights at run time; ``fer`` needs TensorFlow and has 7 cla
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -137,7 +138,9 @@ def load_emotion_network(path: Path, device="cpu"):
     """An Emotion-FAN checkpoint (→ :class:`FanClassifier`) or a frame classifier file."""
     path = Path(path)
     try:
-        checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # TorchScript archives are tried next
+            checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception:
         checkpoint = None  # TorchScript archives and .pt2 programs are not plain pickles
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None

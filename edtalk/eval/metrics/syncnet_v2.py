@@ -7,6 +7,7 @@ or torch.export file with ``forward(mfcc, video) → (audio_emb, video_emb)`` lo
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -60,7 +61,9 @@ def load_syncnet_v2(path, device="cpu"):
     torch.export file with the same forward."""
     path = Path(path)
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # TorchScript archives are tried next
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception:
         state = None  # not a plain state dict: a TorchScript archive or a .pt2 program
     if isinstance(state, dict) and any(str(k).startswith("netcnnaud.") for k in state):
