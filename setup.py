@@ -29,7 +29,8 @@ setup(
     packages=find_packages(include=["edtalk", "edtalk.*"]),
     package_data={"edtalk.data": ["splits/*.json", "splits/README.md"]},
     install_requires=requirements,
-    extras_require={"test": ["pytest>=7"], "mediapipe": ["mediapipe"], "face-alignment": ["face-alignment"],
-                    "face-sr": ["gfpgan"]},
+    # import-linter: tests/test_import_contracts.py checks .importlinter (2.6 has acyclic_siblings)
+    extras_require={"test": ["pytest>=7", "import-linter>=2.6"], "mediapipe": ["mediapipe"],
+                    "face-alignment": ["face-alignment"], "face-sr": ["gfpgan"]},
     entry_points={"console_scripts": ["edtalk=edtalk.cli:main"]},
 )

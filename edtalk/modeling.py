@@ -119,6 +119,6 @@ class PretrainedModel:
         try:
             model = cls.from_init_arguments(arguments)
         except (TypeError, ValueError) as exc:
-            raise CheckpointError(f"{source}: its config does not describe a {cls.label} ({exc})") from None
+            raise CheckpointError(f"{source}: its config does not describe a valid {cls.__name__} ({exc})") from None
         load_state_dict_strict(model, state_dict, cls.label)
         return model.to(device or "cpu").eval()

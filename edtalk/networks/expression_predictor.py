@@ -111,7 +111,8 @@ class AudioToExpression(nn.Module, PretrainedModel):
         self.text_encoder = str(text_encoder)
 
     @classmethod
-    def of(cls, predictor: ExpressionPredictor, audio2lip: Audio2Lip, text_encoder: str = "lexicon") -> "AudioToExpression":
+    def of(cls, predictor: ExpressionPredictor, audio2lip: Audio2Lip,
+           text_encoder: str = "lexicon") -> "AudioToExpression":
         """The model made of a trained predictor and its Audio2Lip (the modules themselves, not copies)."""
         model = cls.__new__(cls)
         nn.Module.__init__(model)
