@@ -9,9 +9,13 @@
     default_demo(out)     the `edtalk generate` arguments of the no-argument demo: the released weights
                           ($EDTALK_CHECKPOINTS, else checkpoints/) on the bundled photo when they are there,
                           else the bundled model on the bundled SynthTalk face and speech, else one error
+    own_inputs_demo(args) `python demo.py --source ... --audio ...`: the same choice of weights for the
+                          user's own inputs (a one-line notice when it falls back to the bundled model)
+    is_synthtalk_model(folder)  a model folder trained on SynthTalk (it knows cartoon faces only)
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import List, NamedTuple, Optional
@@ -107,6 +111,89 @@ def bundled_demo(model: BundledModel, out: str, released: Path) -> DemoPlan:
     return DemoPlan(argv, notice)
 
 
+def shown_path(path: Path) -> str:
+    """`path` relative to the working folder when it is inside it (as a user would type it)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def has_generator(folder: Path) -> bool:
+    return any(_model_part(Path(folder), name) is not None for name in ("EDTalk", "EDTalk_lip_pose"))
+
+
+def complete_bundled_model() -> Optional[BundledModel]:
+    """The bundled model when it is there and whole; None otherwise (never an error)."""
+    try:
+        return find_bundled_model()
+    except CheckpointError:
+        return None
+
+
+def bundled_model_hint(missing: Path) -> str:
+    """For a checkpoint-not-found error: how to run the bundled model instead ('' when it is absent or
+    is the folder that lacks the file)."""
+    model = complete_bundled_model()
+    if model is None or Path(missing).resolve().is_relative_to(model.folder.resolve()):
+        return ""
+    return (f"; or run the bundled SynthTalk model ({_size_words(model)}cartoon faces only) with "
+            f"--checkpoint-dir {shown_path(model.folder)}")
+
+
+def saved_model_size(generator: Optional[Path]) -> Optional[int]:
+    """The frame size a saved generator folder's config.json records (None for an official .pt file)."""
+    try:
+        from .checkpoints import saved_config
+
+        return int(saved_config(generator)["size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _size_words(model: BundledModel) -> str:
+    size = saved_model_size(model.generator)
+    return f"{size}x{size}, " if size else ""
+
+
+def is_synthtalk_model(folder) -> bool:
+    """True for the bundled model's folder and for any folder scripts/train_synthtalk_model.py wrote
+    (its training.json records the SynthTalk data it learned from)."""
+    folder = Path(folder)
+    model = complete_bundled_model()
+    if model is not None and folder.resolve() == model.folder.resolve():
+        return True
+    try:
+        return "synthtalk_args" in json.loads((folder / "training.json").read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+CHECKPOINT_FLAGS = ("--checkpoint", "--checkpoint-dir", "--audio2lip-checkpoint")
+
+
+def _names_weights(args: List[str]) -> bool:
+    return any(a.split("=", 1)[0] in CHECKPOINT_FLAGS for a in args)
+
+
+def own_inputs_demo(args: List[str]) -> DemoPlan:
+    """`edtalk generate` arguments for the user's own inputs: as given when they name weights (or ask for
+    help); else the released weights when they are there; else the bundled model, with a notice."""
+    argv = ["generate", *args]
+    if _names_weights(args) or {"-h", "--help"} & set(args):
+        return DemoPlan(argv, "")
+    weights = released_weights_dir()
+    if has_generator(weights):
+        return DemoPlan(["generate", "--checkpoint-dir", str(weights), *args], "")
+    model = find_bundled_model()
+    if model is None:
+        return DemoPlan(argv, "")  # generate's own error says what is missing
+    notice = (f"demo: no released weights in {shown_path(weights)}/, so the bundled SynthTalk model "
+              f"({shown_path(model.folder)}; {_size_words(model)}it knows cartoon faces only) runs; `edtalk download` gets "
+              "the weights for real faces")
+    return DemoPlan(["generate", "--checkpoint-dir", str(model.folder), *args], notice)
+
+
 def default_demo(out: str = DEMO_OUT) -> DemoPlan:
     """Released weights first, then the bundled model; neither is one CheckpointError saying how to get weights."""
     weights = released_weights_dir()
@@ -121,4 +208,5 @@ def default_demo(out: str = DEMO_OUT) -> DemoPlan:
 
 __all__ = ["BUNDLED_MODEL_ENV", "RELEASED_WEIGHTS_ENV", "BundledInputs", "BundledModel", "DemoPlan", "bundled_model_dir",
            "bundled_inputs", "released_weights_dir", "released_weights_present", "find_bundled_model", "released_demo",
-           "bundled_demo", "default_demo"]
+           "bundled_demo", "default_demo", "own_inputs_demo", "bundled_model_hint", "is_synthtalk_model",
+           "has_generator", "complete_bundled_model", "shown_path"]

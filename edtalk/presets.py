@@ -5,15 +5,25 @@ Each preset is the expression weight vector α_e ∈ R^10 the official release s
 α = α_neutral + s·(α_emo − α_neutral), so s = 1 is the preset and s = 0 is neutral.
 
 A folder of `<name>.npy` files (the official format, e.g. from `edtalk make-presets` for a model
-you trained) replaces the built-in table: `use_preset_dir(DIR)` (the CLI's `--presets DIR`) or the
-environment variable EDTALK_PRESETS.  It needs `neutral.npy` (intensities scale from neutral).
+you trained) replaces the built-in table. It needs `neutral.npy` (intensities scale from neutral).
+Which table a run uses, first match wins:
+
+1. the run's own `--presets DIR` (`GenerateOptions.presets`), or `use_preset_dir(DIR)` for the process;
+2. the `presets/` folder beside the generator the run loads (a model folder such as
+   `checkpoints/synthtalk` carries the presets of its own expression space);
+3. the environment variable EDTALK_PRESETS;
+4. the official table below.
+
+`generate()` makes its choice with `presets_from(folder)`, which holds for that call (and thread) only.
 """
 from __future__ import annotations
 
 import os
 import re
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -39,7 +49,12 @@ PRESETS: Dict[str, Tuple[float, ...]] = {
 }
 EMOTIONS: List[str] = sorted(PRESETS)
 PRESETS_ENV = "EDTALK_PRESETS"
+MODEL_PRESETS_DIR = "presets"  # the preset folder inside a model folder
+OFFICIAL = "the official presets"
 _preset_dir: Optional[Path] = None
+_UNSET = object()
+# The table of the generate() call running in this context: a folder, None (the official table) or unset.
+_call_dir: ContextVar[object] = ContextVar("edtalk_preset_dir", default=_UNSET)
 
 
 def use_preset_dir(path) -> None:
@@ -67,9 +82,61 @@ def load_preset_dir(path) -> Dict[str, np.ndarray]:
     return table
 
 
+def model_preset_dir(generator) -> Optional[Path]:
+    """The `presets/` folder that belongs to a generator checkpoint (a file or a saved-model folder):
+    inside a saved-model folder, else beside the generator; None when there is none."""
+    if generator is None:
+        return None
+    path = Path(generator)
+    for folder in ((path / MODEL_PRESETS_DIR) if path.is_dir() else None, path.parent / MODEL_PRESETS_DIR):
+        if folder is not None and folder.is_dir():
+            return folder
+    return None
+
+
+def _environment_dir() -> Optional[Path]:
+    return Path(os.environ[PRESETS_ENV]) if os.environ.get(PRESETS_ENV) else None
+
+
+def choose_preset_dir(explicit=None, generator=None) -> Optional[Path]:
+    """The preset folder of a run (None: the official table): `explicit` (--presets), else the process's
+    `use_preset_dir`, else the generator's own presets/, else $EDTALK_PRESETS."""
+    for folder in (explicit, _preset_dir, model_preset_dir(generator), _environment_dir()):
+        if folder is not None:
+            return Path(folder)
+    return None
+
+
+@contextmanager
+def presets_from(folder) -> Iterator[Optional[Path]]:
+    """Use the presets of `folder` (None: the official table) inside the block, in this context only
+    (other threads and later calls keep their own). A bad folder fails here, before any work."""
+    folder = None if folder is None else Path(folder)
+    if folder is not None:
+        load_preset_dir(folder)
+    token = _call_dir.set(folder)
+    try:
+        yield folder
+    finally:
+        _call_dir.reset(token)
+
+
+def preset_dir_in_use() -> Optional[Path]:
+    """The folder the preset functions read now (None: the official table)."""
+    chosen = _call_dir.get()
+    if chosen is not _UNSET:
+        return chosen
+    return _preset_dir or _environment_dir()
+
+
+def describe_preset_dir(folder) -> str:
+    return OFFICIAL if folder is None else str(folder)
+
+
 def active_presets() -> Dict[str, Tuple[float, ...]]:
-    """The preset table in use: the chosen folder, else $EDTALK_PRESETS, else the official presets."""
-    folder = _preset_dir or (Path(os.environ[PRESETS_ENV]) if os.environ.get(PRESETS_ENV) else None)
+    """The preset table in use: this call's (`presets_from`), else the process's folder, else
+    $EDTALK_PRESETS, else the official presets."""
+    folder = preset_dir_in_use()
     return load_preset_dir(folder) if folder is not None else PRESETS
 
 

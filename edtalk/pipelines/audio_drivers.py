@@ -86,7 +86,9 @@ def audio_pose_sequence(opts, wav: np.ndarray, own_pose: torch.Tensor) -> torch.
     """α_p [T,6] (one per audio frame) sampled by the flow, seeded with the source's α_p [1,6]."""
     from ..networks.pose_flow import load_pose_flow
 
-    flow, audio2lip = load_pose_flow(_pose_flow_path(opts))
+    from .model_cache import cached_loader  # loaded once per process (the web page, edtalk batch)
+
+    flow, audio2lip = cached_loader(load_pose_flow)(_pose_flow_path(opts))
     generator = torch.Generator().manual_seed(int(opts.seed))
     audio = _embeddings(audio2lip, wav)
     if flow.config.energy:
@@ -105,7 +107,9 @@ def predicted_expression(opts, wav: Optional[np.ndarray], device) -> torch.Tenso
     from ..networks.expression_predictor import load_expression_predictor
     from ..text_emotion import TextFeatures
 
-    net, audio2lip, text_encoder = load_expression_predictor(_predictor_path(opts))
+    from .model_cache import cached_loader
+
+    net, audio2lip, text_encoder = cached_loader(load_expression_predictor)(_predictor_path(opts))
     audio = utterance_features(_embeddings(audio2lip, wav))[None] if str(opts.exp).lower() == "audio" else None
     text = None
     if opts.exp_text is not None:

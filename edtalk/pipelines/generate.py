@@ -32,7 +32,8 @@ import torch
 from .. import audio as audio_lib
 from ..checkpoints import CONFIG_NAME
 from ..errors import CheckpointError, EDTalkError, InputError
-from ..presets import expression_from_spec, is_preset_spec, load_weights_file, parse_preset_spec
+from ..presets import (choose_preset_dir, expression_from_spec, is_preset_spec, load_weights_file, parse_preset_spec,
+                       presets_from)
 from .audio_drivers import (PREDICTED_EXP, audio_pose_sequence, pose_is_audio, predicted_expression,
                             prepare_predicted_drivers)
 from .drivers import DUBBING_POSE_ERROR, EXP_TAIL_TRIM, DriverPlan, plan_drivers
@@ -54,6 +55,7 @@ class GenerateOptions:
     pose: str = "fixed"
     exp: Optional[str] = None
     exp_intensity: float = 1.0
+    presets: Optional[str] = None  # preset folder; None: the generator's presets/ (then $EDTALK_PRESETS, official)
     checkpoint: Optional[str] = None
     audio2lip_checkpoint: Optional[str] = None
     checkpoint_dir: str = str(DEFAULT_CHECKPOINT_DIR)
@@ -180,8 +182,10 @@ def resolve_audio2lip(opts: GenerateOptions) -> Path:
 
 
 def missing_checkpoint_error(path: Path) -> CheckpointError:
+    from ..bundled import bundled_model_hint
+
     return CheckpointError(f"checkpoint not found: {path} — run `edtalk download` or place the file by hand "
-                           "(see checkpoints/README.md)")
+                           f"(see checkpoints/README.md){bundled_model_hint(path)}")
 
 
 def load_models(opts: GenerateOptions, need_audio: bool, device, dtype):
@@ -404,7 +408,13 @@ class GenerationResult:
 
 
 def generate(opts: GenerateOptions, model=None, audio2lip=None) -> GenerationResult:
-    """Run one generation end to end and write `opts.out` atomically (no partial file on error)."""
+    """Run one generation end to end and write `opts.out` atomically (no partial file on error).
+    Presets come from `opts.presets`, else from the generator's own presets/ folder (edtalk.presets)."""
+    with presets_from(choose_preset_dir(opts.presets, resolve_checkpoint(opts))):
+        return _generate(opts, model, audio2lip)
+
+
+def _generate(opts: GenerateOptions, model, audio2lip) -> GenerationResult:
     if opts.face_sr:  # a missing gfpgan package or weights file fails before any work
         from ..face.restore import check_face_restoration
 

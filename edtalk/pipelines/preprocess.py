@@ -6,7 +6,9 @@ again batch by batch, cutting the tube box from each frame as it streams.
 """
 from __future__ import annotations
 
+import re
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional, Tuple
@@ -23,6 +25,22 @@ DRIVER_MAX_SIDE = 1280
 DETECT_MAX_SIDE = 640
 DECODE_BATCH = 16
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+MAX_IMAGE_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit (~9459x9459); larger images are refused
+
+
+class ImageTooLargeError(InputError):
+    """An image with more than MAX_IMAGE_PIXELS pixels, refused before its pixels are decoded."""
+
+
+def _too_large(path, megapixels: str) -> ImageTooLargeError:
+    return ImageTooLargeError(f"image is too large: {path} has {megapixels} megapixels "
+                              f"(at most {MAX_IMAGE_PIXELS / 1e6:.0f})")
+
+
+def _bomb_megapixels(exc: Exception) -> str:
+    """Pillow refuses images over twice its limit at open, before their size is known to us."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    return f"{int(found.group(1)) / 1e6:.0f}" if found else f"more than {2 * MAX_IMAGE_PIXELS / 1e6:.0f}"
 
 
 def is_video_path(path) -> bool:
@@ -38,8 +56,14 @@ def load_image(path) -> np.ndarray:
     if not path.is_file():
         raise InputError(f"image not found: {path}")
     try:
-        with Image.open(path) as im:
-            image = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked just below
+            with Image.open(path) as im:
+                if im.width * im.height > MAX_IMAGE_PIXELS:
+                    raise _too_large(path, f"{im.width}x{im.height} = {im.width * im.height / 1e6:.0f}")
+                image = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    except Image.DecompressionBombError as exc:
+        raise _too_large(path, _bomb_megapixels(exc)) from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise InputError(f"cannot read image {path}: {exc.__class__.__name__}") from None
     if image.size == 0 or min(image.shape[:2]) < 8:
