@@ -1,4 +1,4 @@
-"""Metrics with known answers: PSNR/SSIM, LMD, FID, LSE offsets, skip reasons (spec §9)."""
+"""Metrics with known answers: PSNR/SSIM, LMD, FID, LSE offsets, skip reasons, reference steps."""
 import numpy as np
 import pytest
 import torch
@@ -7,9 +7,9 @@ from scipy.ndimage import uniform_filter
 from edtalk.eval.metrics import MetricSettings, MetricSuite
 from edtalk.eval.metrics.fid import FeatureStats, FIDMetric, load_inception
 from edtalk.eval.metrics.landmarks import MOUTH, linspace_pairs, lmd, lmd_frames
-from edtalk.eval.metrics.pixel import PSNR_CAP, psnr_frames, ssim_frames
+from edtalk.eval.metrics.pixel import psnr_frames, ssim_frames
 from edtalk.eval.metrics.registry import MetricUnavailable
-from edtalk.eval.metrics.sync import lse_scores, offset_distances
+from edtalk.eval.metrics.sync import lse_scores, padded_distances
 
 
 def _frames(seed, t=3, h=32, w=40):
@@ -18,9 +18,9 @@ def _frames(seed, t=3, h=32, w=40):
 
 # ----------------------------------------------------------------------------- PSNR / SSIM
 
-def test_identical_frames_give_capped_psnr_and_unit_ssim():
+def test_identical_frames_give_infinite_psnr_and_unit_ssim():
     x = _frames(0)
-    assert np.array_equal(psnr_frames(x, x), np.full(3, PSNR_CAP))
+    assert np.array_equal(psnr_frames(x, x), np.full(3, np.inf))  # no silent cap
     np.testing.assert_allclose(ssim_frames(x, x), 1.0, atol=1e-12)
 
 
@@ -66,8 +66,8 @@ def test_lmd_ignores_translation_and_equals_the_analytic_value():
 def test_lmd_pairs_by_linspace_and_skips_frames_without_faces():
     gt = np.random.default_rng(4).uniform(0, 256, (4, 68, 2))
     pred = np.repeat(gt, 2, axis=0)  # twice as long, same motion
-    assert linspace_pairs(8, 4)[0].tolist() == [0, 2, 5, 7]
-    pred[7] = np.nan  # no face detected in the last generated frame
+    assert linspace_pairs(8, 4)[0].tolist() == [0, 2, 4, 6]  # EAT: ⌊linspace(0, 8, 4, endpoint=False)⌋
+    pred[6] = np.nan  # no face detected in the generated frame paired with the last GT frame
     per_frame = lmd_frames(pred, gt)
     assert np.isnan(per_frame[3]) and np.allclose(per_frame[:3], 0.0)
     assert lmd(pred, gt) == 0.0
@@ -128,15 +128,15 @@ def test_lse_finds_a_planted_offset_and_prefers_synced_embeddings():
     video = rng.normal(size=(60, 16))
     synced = video + rng.normal(0, 0.05, video.shape)
     s = lse_scores(video, synced, max_offset=15)
-    assert s["offset"] == 0
-    # audio that lags the video by 4 frames: video frame i matches audio frame i+4
+    assert s["offset"] == 0 and s["windows"] == 60
+    # audio that lags the video by 4 frames: video window i matches audio window i+4; the
+    # reference reports that as offset −4 (vshift − argmin)
     lagged = np.concatenate([rng.normal(size=(4, 16)), synced[:-4]])
-    assert lse_scores(video, lagged)["offset"] == 4
+    assert lse_scores(video, lagged)["offset"] == -4
     unrelated = lse_scores(video, rng.normal(size=(60, 16)))
     assert s["lse_c"] > unrelated["lse_c"] + 1.0 and s["lse_d"] < unrelated["lse_d"] - 1.0
-    offsets, dists = offset_distances(video, synced, 15)
-    assert offsets.tolist() == list(range(-15, 16))
-    assert s["lse_c"] == pytest.approx(np.median(dists) - dists.min())
+    mean = padded_distances(video, synced, 15).mean(0).numpy()
+    assert s["lse_c"] == pytest.approx(np.median(mean) - mean.min(), rel=1e-5)
 
 
 # ----------------------------------------------------------------------------- skip reasons
@@ -186,6 +186,47 @@ def test_tf_fid_inception_weights_load_into_pytorch_fids_architecture():
     with mock.patch.object(fid_inception, "load_state_dict_from_url", lambda *a, **k: {}), \
             mock.patch.object(torchvision.models.Inception3, "load_state_dict", lambda *a, **k: None):
         tf_state = fid_inception.fid_inception_v3().state_dict()
-    net, comparable = inception_from_state(tf_state)
-    assert comparable and torch.equal(net.blocks[0][0].conv.weight, tf_state["Conv2d_1a_3x3.conv.weight"])
+    net, kind = inception_from_state(tf_state)
+    assert kind == "tf" and torch.equal(net.blocks[0][0].conv.weight, tf_state["Conv2d_1a_3x3.conv.weight"])
     assert torch.equal(net.blocks[3][1].branch3x3_1.conv.weight, tf_state["Mixed_7b.branch3x3_1.conv.weight"])
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_torchvision_inception_is_fed_as_eat_feeds_it():
+    """torchvision weights → EAT's network: BGR, bilinear 299², ×2−1, transform_input, Mixed_7c pool."""
+    import torchvision
+
+    from edtalk.eval.metrics.fid import EatInception, inception_from_state
+
+    torch.manual_seed(0)
+    reference = torchvision.models.inception_v3(weights=None, aux_logits=True, transform_input=True,
+                                                init_weights=False).eval()
+    net, kind = inception_from_state(reference.state_dict())
+    assert kind == "torchvision" and isinstance(net, EatInception) and net.net.transform_input
+    pooled = {}
+    reference.Mixed_7c.register_forward_hook(lambda m, i, o: pooled.update(x=o.mean(dim=(2, 3))))
+    frames = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        resized = torch.nn.functional.interpolate(frames[:, [2, 1, 0]], size=(299, 299), mode="bilinear",
+                                                  align_corners=False)
+        reference(resized * 2 - 1)
+        torch.testing.assert_close(net.eval()(frames), pooled["x"], rtol=1e-4, atol=1e-5)
+
+
+def test_weight_files_are_recognised_by_their_sha256(tmp_path, monkeypatch):
+    """A torchvision Inception file whose bytes are not inception_v3_google-0cc3c7bd.pth is marked."""
+    import torchvision
+
+    from edtalk.eval.metrics import reference
+    from edtalk.eval.metrics.registry import file_sha256
+
+    path = tmp_path / "inception.pth"
+    torch.save(torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict(), path)
+    suite = MetricSuite(MetricSettings(paths={"fid": str(path)}, only=("fid",), protocol="eat"))
+    st = suite.status["fid"]
+    assert st.ok and not st.comparable and st.weights == {str(path): file_sha256(path)}
+    assert [s.name for s in st.steps if not s.match] == ["weights", "crop"]  # stand-in template, unknown file
+    monkeypatch.setattr("edtalk.eval.metrics.fid.TORCHVISION_SHA256_PREFIX", st.weights[str(path)][:8])
+    suite = MetricSuite(MetricSettings(paths={"fid": str(path)}, only=("fid",), protocol="eat"))
+    assert [s.name for s in suite.status["fid"].steps if not s.match] == ["crop"]
+    assert reference.REFERENCE_FILES["fid"].startswith("yuangan/evaluation_eat")

@@ -61,9 +61,15 @@ def _uniform(colour, t=3, size=64):
 def _stub_tracks(clip, t=3):
     from edtalk.eval.metrics.clip import FaceTrack
 
+    from edtalk.eval.metrics.align import ARCFACE_TEMPLATE
+
     boxes = np.tile([8.0, 8.0, 56.0, 56.0], (t, 1))
-    clip.set_track("pred", FaceTrack(np.zeros((t, 68, 2)), boxes))
-    clip.set_track("source", FaceTrack(np.zeros((1, 68, 2)), boxes[:1]))
+    # ArcFace's 5 points at half size: the 112² norm_crop stays inside the 64² frame
+    lm = np.zeros((68, 2))
+    five = ARCFACE_TEMPLATE * 0.5 + 2
+    lm[36:42], lm[42:48], lm[30], lm[48], lm[54] = five
+    clip.set_track("pred", FaceTrack(np.repeat(lm[None], t, 0), boxes))
+    clip.set_track("source", FaceTrack(lm[None], boxes[:1]))
     return clip
 
 
@@ -76,7 +82,9 @@ def test_user_emotion_and_arcface_networks_drive_acc_emo_and_csim(tmp_path):
     settings = MetricSettings(paths={"emotion": str(tmp_path / "emotion.pt2"), "arcface": str(tmp_path / "arcface.pt")},
                               only=("acc_emo", "csim"))
     suite = MetricSuite(settings)
-    assert suite.status["acc_emo"].ok and suite.status["acc_emo"].comparable and suite.status["csim"].comparable
+    assert suite.status["acc_emo"].ok and suite.status["csim"].ok
+    # neither file can be EAT's Emotion-FAN or a verifiable ArcFace: both values carry a dagger
+    assert not suite.status["acc_emo"].comparable and not suite.status["csim"].comparable
     source, other = (51, 102, 204), (204, 102, 51)
     gt = _uniform(source)
     same = suite.row(_stub_tracks(Clip("M003#happy#level_1#001", gt, gt, emotion="happy")))
@@ -98,5 +106,5 @@ def test_emotion_classifier_with_the_wrong_class_count_becomes_a_skip_reason(tmp
     frames = _frames(3)
     row = suite.row(Clip("M003#happy#level_1#001", frames, frames, emotion="happy"))
     # the run goes on: PSNR still computed, Acc_emo becomes a skip with the reason
-    assert row["psnr"] == 100.0 and "acc_emo" not in row and suite.emotion is None
+    assert row["psnr"] == float("inf") and "acc_emo" not in row and suite.emotion is None
     assert suite.status["acc_emo"].reason.startswith("the emotion classifier gives 7 classes, expected 8")
