@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..audio_features import audio_embeddings, utterance_features, with_energy  # noqa: F401 (old home)
+from ..audio_features import audio_embeddings, with_energy
 from ..errors import InputError
 from . import layout
 from .motion_cache import load_motion

@@ -18,9 +18,13 @@ from typing import Optional
 import numpy as np
 import torch
 
+from ..audio import mel_windows
+from ..audio_features import audio_embeddings, utterance_features, with_energy
 from ..errors import CheckpointError, InputError
 from ..networks.expression_predictor import EXPRESSION_DIR as AUDIO2EXP_DIR
-from ..networks.pose_flow import POSE_FLOW_DIR
+from ..networks.expression_predictor import load_expression_predictor
+from ..networks.pose_flow import POSE_FLOW_DIR, load_pose_flow
+from .loader_cache import cached_loader  # loaded once per process (the web page, edtalk batch)
 
 __all__ = ["PREDICTED_EXP", "POSE_FLOW_DIR", "AUDIO2EXP_DIR", "pose_is_audio", "prepare_predicted_drivers",
            "audio_pose_sequence", "predicted_expression"]
@@ -75,25 +79,16 @@ def prepare_predicted_drivers(opts, mode: str):
 
 
 def _embeddings(audio2lip, wav: np.ndarray) -> torch.Tensor:
-    from ..audio import mel_windows
-    from ..data.sequence_datasets import audio_embeddings
-
     return audio_embeddings(audio2lip, mel_windows(wav))
 
 
 @torch.no_grad()
 def audio_pose_sequence(opts, wav: np.ndarray, own_pose: torch.Tensor) -> torch.Tensor:
     """α_p [T,6] (one per audio frame) sampled by the flow, seeded with the source's α_p [1,6]."""
-    from ..networks.pose_flow import load_pose_flow
-
-    from .model_cache import cached_loader  # loaded once per process (the web page, edtalk batch)
-
     flow, audio2lip = cached_loader(load_pose_flow)(_pose_flow_path(opts))
     generator = torch.Generator().manual_seed(int(opts.seed))
     audio = _embeddings(audio2lip, wav)
     if flow.config.energy:
-        from ..data.sequence_datasets import with_energy
-
         audio = with_energy(audio, wav)
     poses = flow.sample(audio[None], own_pose.float().cpu().reshape(1, -1),
                         temperature=float(opts.pose_temperature), generator=generator)
@@ -103,11 +98,7 @@ def audio_pose_sequence(opts, wav: np.ndarray, own_pose: torch.Tensor) -> torch.
 @torch.no_grad()
 def predicted_expression(opts, wav: Optional[np.ndarray], device) -> torch.Tensor:
     """One α_e [1,10] for the utterance from the speech (`--exp audio`) and/or `--exp-text`."""
-    from ..data.sequence_datasets import utterance_features
-    from ..networks.expression_predictor import load_expression_predictor
     from ..text_emotion import TextFeatures
-
-    from .model_cache import cached_loader
 
     net, audio2lip, text_encoder = cached_loader(load_expression_predictor)(_predictor_path(opts))
     audio = utterance_features(_embeddings(audio2lip, wav))[None] if str(opts.exp).lower() == "audio" else None
