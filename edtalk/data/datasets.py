@@ -2,10 +2,12 @@
 
 Items (images: float32 tensors [3,S,S] in [-1,1], RGB; S = `size`, or the tree's frame size)::
 
-    Stage0Pairs  (spec §8.1)  {"source": ..., "target": ...}
+    Stage0Pairs  (spec §8.1)  {"source": ..., "target": ...} (+ "target_regions" with `regions`)
         MEAD: target = a random frame of clip i; source = a random frame of a random *neutral*
               clip of the same speaker (any clip of the speaker if it has no neutral clip).
         HDTF: source and target = two random frames (with replacement) of clip i.
+        `regions` (e.g. ("brows", "eyes", "mouth")): also "target_regions" int64 [R,4], the
+        target's boxes of those landmark groups (:func:`region_boxes`), for a region L1 term.
 
     Stage1Items  (spec §8.2, §7.4)  {"a_id", "a", "b_id", "b", "a_b", "b_a", "mouth_box_a", "mouth_box_b"}
         a_id, a   two random frames of clip i (identity frame, target frame);
@@ -56,7 +58,34 @@ from edtalk.data.store import FrameStore, open_frames, resize_frame
 from edtalk.errors import InputError
 
 __all__ = ["Stage0Pairs", "Stage1Items", "Stage2Items", "pose_distance", "POSE_SPAN", "probability", "to_tensor",
-           "scale_landmarks", "split_roots"]
+           "scale_landmarks", "split_roots", "REGION_LANDMARKS", "region_boxes"]
+
+# 68-point landmark groups of the face regions an expression moves (iBUG numbering).
+REGION_LANDMARKS = {"brows": slice(17, 27), "eyes": slice(36, 48), "mouth": slice(48, 68)}
+REGION_MARGIN = 0.06  # box margin, as a fraction of the frame size (4 px at 64², 15 px at 256²)
+
+
+def region_boxes(landmarks: np.ndarray, size: int, parts) -> np.ndarray:
+    """int64 [R,4] (x1, y1, x2, y2; x2/y2 exclusive) boxes of the landmark groups `parts`
+    (:data:`REGION_LANDMARKS`) of a size² frame, each with a margin, clipped to the frame."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    boxes = np.zeros((len(parts), 4), np.int64)
+    margin = REGION_MARGIN * size
+    for i, part in enumerate(parts):
+        pts = lm[REGION_LANDMARKS[part]]
+        lo = np.floor(pts.min(0) - margin)
+        hi = np.ceil(pts.max(0) + margin) + 1
+        boxes[i] = np.clip([lo[0], lo[1], hi[0], hi[1]], 0, size)
+    return boxes
+
+
+def check_regions(regions) -> tuple:
+    """The region names as a tuple, else one InputError line naming the unknown ones."""
+    parts = tuple(str(r) for r in (regions or ()))
+    unknown = [r for r in parts if r not in REGION_LANDMARKS]
+    if unknown:
+        raise InputError(f"unknown face region(s) {unknown}; expected some of {sorted(REGION_LANDMARKS)}")
+    return parts
 
 
 def to_tensor(frame: np.ndarray) -> torch.Tensor:
@@ -189,8 +218,9 @@ class _TreeDataset(Dataset):
 class Stage0Pairs(_TreeDataset):
     """Stage-0 (LIA fine-tune) pairs {"source", "target"}; see the module docstring."""
 
-    def __init__(self, root, split="train", size=None, seed=0, store=None, length=None):
+    def __init__(self, root, split="train", size=None, seed=0, store=None, length=None, regions=()):
         super().__init__(root, split, size, seed, store, length)
+        self.regions = check_regions(regions)
         self.neutral: dict = {}  # MEAD clip index → the neutral clips of its speaker (all its clips if none)
         for clips in self.groups.values():
             if self.kind_of(self.names[clips[0]]) != "mead":
@@ -213,7 +243,12 @@ class Stage0Pairs(_TreeDataset):
                 "target": (target, self._random_frame(target, rng))}
 
     def __getitem__(self, index: int) -> dict:
-        return {key: to_tensor(self._image(*ref)) for key, ref in self.plan(index).items()}
+        plan = self.plan(index)
+        item = {key: to_tensor(self._image(*ref)) for key, ref in plan.items()}
+        if self.regions:
+            item["target_regions"] = torch.from_numpy(
+                region_boxes(self._landmarks(*plan["target"]), self.size, self.regions))
+        return item
 
 
 class Stage1Items(_TreeDataset):

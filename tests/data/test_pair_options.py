@@ -378,3 +378,40 @@ def test_stage2_pose_gap_needs_true_poses(synth_trees, tmp_path):
             Stage2Items(synth_trees["mead"], max_pose_gap=bad)
     with pytest.raises(InputError, match="exp_pair_rate"):
         Stage2Items(synth_trees["mead"], exp_pair_rate=2)
+
+
+# --------------------------------------------------------------------------- stage 0: face-region boxes
+
+
+def test_region_boxes_cover_their_landmarks_with_a_margin():
+    from edtalk.data.datasets import REGION_LANDMARKS, region_boxes
+
+    lm = np.zeros((68, 2))
+    lm[17:27] = [[20.0, 10.0], [30.0, 14.0]] * 5      # brows span x 20-30, y 10-14
+    lm[36:48] = [[22.0, 20.0]] * 12
+    lm[48:68] = [[25.0, 50.0], [40.0, 62.5]] * 10     # the mouth reaches past the frame's bottom margin
+    boxes = region_boxes(lm, 64, ("brows", "mouth"))
+    m = 0.06 * 64
+    assert boxes.dtype == np.int64 and boxes.shape == (2, 4)
+    assert boxes[0].tolist() == [int(np.floor(20 - m)), int(np.floor(10 - m)), int(np.ceil(30 + m)) + 1,
+                                 int(np.ceil(14 + m)) + 1]
+    assert boxes[1].tolist() == [int(np.floor(25 - m)), int(np.floor(50 - m)), int(np.ceil(40 + m)) + 1, 64]
+    assert set(REGION_LANDMARKS) == {"brows", "eyes", "mouth"}
+
+
+def test_stage0_items_carry_the_targets_region_boxes(synth_trees):
+    from edtalk.data.datasets import Stage0Pairs, region_boxes
+
+    root = synth_trees["mead"]
+    plain, boxed = Stage0Pairs(root, seed=3), Stage0Pairs(root, seed=3, regions=("eyes", "mouth"))
+    item, ref = boxed[2], plain[2]
+    assert set(ref) == {"source", "target"} and torch.equal(item["target"], ref["target"])  # same draws
+    name, frame = boxed.plan(2)["target"]
+    want = region_boxes(boxed._landmarks(name, frame), boxed.size, ("eyes", "mouth"))
+    assert item["target_regions"].tolist() == want.tolist()
+    # the mouth box holds the frame's lips: the true landmarks of the target lie inside it
+    lm = boxed._landmarks(name, frame)[48:68]
+    x1, y1, x2, y2 = item["target_regions"][1].tolist()
+    assert (lm[:, 0] >= x1).all() and (lm[:, 0] < x2).all() and (lm[:, 1] >= y1).all() and (lm[:, 1] < y2).all()
+    with pytest.raises(InputError, match="unknown face region"):
+        Stage0Pairs(root, regions=("nose",))

@@ -110,3 +110,36 @@ def test_running_center_resume_is_exact_and_image_halves_sum_doubles(synth_tree,
     for k in ("rec_l1", "cross_l1", "rec_mouth"):
         assert float(logs["sum"][k]) == pytest.approx(2 * float(logs["mean"][k]), rel=1e-6)
     assert float(logs["sum"]["fea_m"]) == pytest.approx(float(logs["mean"]["fea_m"]), rel=1e-6)
+
+
+def test_region_term_weighs_errors_inside_the_boxes(synth_tree, tmp_path):
+    import torch
+
+    TINY0 = REPO / "configs" / "train" / "stage0_synthtalk_tiny.yaml"
+    cfg = load_train_config(str(TINY0), [f"data.root={synth_tree}", f"run.dir={tmp_path}",
+                                         "loss.regions.weight=2.0", "loss.regions.parts=[eyes,mouth]", *QUIET])
+    trainer = Trainer(cfg)
+    stage, item = trainer.stage, trainer.dataset[0]
+    assert item["target_regions"].shape == (2, 4)  # the stage asked its dataset for the boxes
+    target = item["target"][None]
+    regions = item["target_regions"][None]
+    x1, y1, x2, y2 = regions[0, 1].tolist()  # an error of 0.5 inside the mouth box only
+    inside = target.clone()
+    inside[..., y1:y2, x1:x2] += 0.5
+    _, terms = stage.image_terms([("rec", 1.0, inside)], target, regions=regions, region_weight=2.0)
+    # mean of the two boxes' L1 (0 for the eyes unless the boxes overlap), times the weight
+    ex1, ey1, ex2, ey2 = regions[0, 0].tolist()
+    overlap = max(0, min(x2, ex2) - max(x1, ex1)) * max(0, min(y2, ey2) - max(y1, ey1))
+    eyes_l1 = 0.5 * overlap / ((ex2 - ex1) * (ey2 - ey1))
+    assert abs(float(terms["rec_regions"]) - 2.0 * (0.5 + eyes_l1) / 2) < 1e-5
+    # the same error outside every box costs the region term nothing
+    outside = target.clone()
+    outside[..., :2, :2] += 0.5
+    assert all(y1 > 2 or x1 > 2 for x1, y1, _, _ in regions[0].tolist())
+    _, terms = stage.image_terms([("rec", 1.0, outside)], target, regions=regions, region_weight=2.0)
+    assert float(terms["rec_regions"]) == 0.0 and float(terms["rec_l1"]) > 0
+    # a stage whose dataset has no boxes says so in one line
+    cfg = load_train_config(str(TINY1), [f"data.root={synth_tree}", f"run.dir={tmp_path}/s1",
+                                         "loss.regions.weight=1.0", *QUIET])
+    with pytest.raises(EDTalkError, match=r"regions.*do not apply to Stage1Items"):
+        Trainer(cfg)

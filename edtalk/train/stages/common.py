@@ -42,6 +42,10 @@ GENERATOR_DEFAULTS = {
             "scales": list(PYRAMID_SCALES),
             "layer_weight": 10.0,
         },
+        # L1 inside boxes of the target's brows, eyes and mouth (their landmarks; datasets with
+        # a `regions` option: stage 0): expression and lips are a few % of the frame, so a
+        # frame-wide loss hardly sees them.  0 = off (the official loss).
+        "regions": {"weight": 0.0, "parts": ["brows", "eyes", "mouth"]},
         "adv": 1.0,               # 0 = no discriminator
         "r1": 0.0,                # R1 γ (0 = off, the spec's setting)
         "r1_every": 16,
@@ -104,6 +108,8 @@ class GeneratorStage(Stage):
                     extra[key] = float(d[key])
             if d.get("max_pose_gap") is not None:
                 extra["max_pose_gap"] = float(d.max_pose_gap)
+            if self.region_weight() > 0:
+                extra["regions"] = list(self.cfg.loss.regions.parts)
             return cls(str(d.root), split=str(d.split), size=size, seed=int(self.cfg.seed), **extra)
         except FileNotFoundError as exc:
             raise EDTalkError(f"data.root {d.root}: {exc}") from None
@@ -125,17 +131,24 @@ class GeneratorStage(Stage):
         return targets
 
     # -- losses ---------------------------------------------------------------------------------
+    def region_weight(self) -> float:
+        regions = self.cfg.loss.get("regions")
+        return float(regions.weight) if regions is not None else 0.0
+
     def reconstruction_losses(self, output: torch.Tensor, target: torch.Tensor, prefix: str) -> Dict[str, torch.Tensor]:
         """Weighted L1 and perceptual terms of one output against its target."""
         return self.image_terms([(prefix, 1.0, output)], target)[1]
 
     def image_terms(self, outputs: Sequence[Tuple[str, float, torch.Tensor]], target: torch.Tensor,
-                    boxes: Optional[torch.Tensor] = None, mouth: float = 0.0):
-        """Weighted L1, perceptual and (with `boxes` and `mouth` > 0) lip-box L1 terms of several
+                    boxes: Optional[torch.Tensor] = None, mouth: float = 0.0,
+                    regions: Optional[torch.Tensor] = None, region_weight: float = 0.0):
+        """Weighted L1, perceptual, (with `boxes` and `mouth` > 0) lip-box L1 and (with `regions`
+        [N,R,4] and `region_weight` > 0) region L1 terms (the mean of the R boxes' L1) of several
         outputs against one target batch, in one pass: the targets' features are computed once
         and the backbone runs once on all outputs (per part, one batched call did three times
         the work before).  `outputs`: (prefix, part weight, images [N,...]) each, N = the
-        target's batch.  Returns (the weighted sum, {f"{prefix}_l1" / "_perc" / "_mouth": term}).
+        target's batch.  Returns (the weighted sum, {f"{prefix}_l1" / "_perc" / "_mouth" /
+        "_regions": term}).
         """
         loss = self.cfg.loss
         images = torch.cat([o for _, _, o in outputs]) if len(outputs) > 1 else outputs[0][2]
@@ -146,6 +159,11 @@ class GeneratorStage(Stage):
         if boxes is not None and mouth > 0:
             mask = box_mask(boxes, target.shape[-1])
             kinds.append(("mouth", mouth, box_l1_per_sample(images, target, mask)))
+        if regions is not None and region_weight > 0:
+            size = target.shape[-1]
+            per_region = [box_l1_per_sample(images, target, box_mask(regions[:, r], size))
+                          for r in range(regions.shape[1])]
+            kinds.append(("regions", region_weight, torch.stack(per_region).mean(0)))
         means = torch.stack([v for _, _, v in kinds]).view(len(kinds), len(outputs), -1).mean(-1)  # [kinds, parts]
         weighted = means * self._term_weights([k[1] for k in kinds], [o[1] for o in outputs], means)
         terms = {f"{prefix}_{kind}": weighted[i, j]
@@ -210,7 +228,8 @@ class GeneratorStage(Stage):
         self.before_generator(ctx)
         with ctx.autocast():
             output = gen(source, target)
-            terms = self.reconstruction_losses(output, target, "rec")
+            terms = self.image_terms([("rec", 1.0, output)], target, regions=batch.get("target_regions"),
+                                     region_weight=self.region_weight())[1]
             terms.update(self.adversarial_loss(output))
         logs = self.generator_update(ctx, terms)
         logs.update(self.discriminator_step(ctx, target, output))
