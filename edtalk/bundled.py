@@ -66,9 +66,10 @@ def released_weights_present(folder: Path) -> bool:
 
 
 def _model_part(folder: Path, name: str) -> Optional[Path]:
-    from .pipelines.generate import model_part
+    from .checkpoints import find_model
 
-    return model_part(folder, f"{name}.pt")
+    found = find_model(folder, "", (f"{name}.pt", name), named_only=True)  # the official file or a saved folder
+    return found.path if found is not None else None
 
 
 def _missing_bundled_parts(folder: Path) -> List[str]:

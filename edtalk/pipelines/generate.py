@@ -30,10 +30,12 @@ import numpy as np
 import torch
 
 from .. import audio as audio_lib
-from ..checkpoints import CONFIG_NAME
+from ..checkpoints import find_model
 from ..errors import CheckpointError, EDTalkError, InputError
 from ..presets import (choose_preset_dir, expression_from_spec, is_preset_spec, load_weights_file, parse_preset_spec,
                        presets_from)
+# Device and dtype choice is edtalk.runtime's (one rule with training); importable from here too.
+from ..runtime import DTYPES, default_batch_size, resolve_device, resolve_dtype  # noqa: F401
 from .audio_drivers import (PREDICTED_EXP, audio_pose_sequence, pose_is_audio, predicted_expression,
                             prepare_predicted_drivers)
 from .drivers import DUBBING_POSE_ERROR, EXP_TAIL_TRIM, DriverPlan, plan_drivers
@@ -42,8 +44,6 @@ from .preprocess import IMAGE_EXTS, VIDEO_EXTS, VideoSource, is_video_path, open
 DEFAULT_CHECKPOINT_DIR = Path(os.environ.get("EDTALK_CHECKPOINTS", "checkpoints"))
 EDTALK_FILE, LIP_POSE_FILE, AUDIO2LIP_FILE = "EDTalk.pt", "EDTalk_lip_pose.pt", "Audio2Lip.pt"
 AUDIO_BATCH = 256  # mel windows per Audio2Lip call (a small network: large batches are cheap)
-DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
-          "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 
 
 @dataclass
@@ -117,38 +117,6 @@ class Drivers:
 
 # ----------------------------------------------------------------------------- set-up helpers
 
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise InputError(f"unknown device {name!r} (use auto, cpu, cuda, cuda:N or mps)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda was requested but no CUDA GPU is available")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise InputError("--device mps was requested but MPS is not available")
-    return device
-
-
-def default_batch_size(device) -> int:
-    """CPU: 2 frames measured fastest (2 cores; larger batches fall out of cache); GPU: 8."""
-    return 2 if torch.device(device).type == "cpu" else 8
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name not in DTYPES:
-        raise InputError(f"unknown dtype {name!r} (use fp32, fp16 or bf16)")
-    dtype = DTYPES[name]
-    if dtype == torch.float16 and device.type == "cpu":
-        raise InputError("fp16 needs a GPU; use --dtype bf16 or fp32 on the CPU")
-    return dtype
-
-
 def expression_is_none(exp: Optional[str]) -> bool:
     return exp is None or str(exp).strip().lower() in ("none", "")
 
@@ -156,10 +124,8 @@ def expression_is_none(exp: Optional[str]) -> bool:
 def model_part(folder: Path, file_name: str) -> Optional[Path]:
     """`EDTalk.pt` (an official-format file) or `EDTalk/` (a saved model folder: model.safetensors +
     config.json) in `folder`, whichever is there; None when neither is."""
-    for candidate in (folder / file_name, folder / Path(file_name).stem):
-        if candidate.is_file() or (candidate / CONFIG_NAME).is_file():
-            return candidate
-    return None
+    found = find_model(folder, "", (file_name, Path(file_name).stem), named_only=True)
+    return found.path if found is not None else None
 
 
 def resolve_checkpoint(opts: GenerateOptions) -> Path:
@@ -195,13 +161,13 @@ def load_models(opts: GenerateOptions, need_audio: bool, device, dtype):
     ckpt = resolve_checkpoint(opts)
     if not ckpt.exists():
         raise missing_checkpoint_error(ckpt)
-    model = (EDTalk.from_pretrained(ckpt) if ckpt.is_dir() else EDTalk.from_official(ckpt)).to(device, dtype)
+    model = EDTalk.from_pretrained(ckpt).to(device, dtype)
     audio2lip = None
     if need_audio:
         a2l = resolve_audio2lip(opts)
         if not a2l.exists():
             raise missing_checkpoint_error(a2l)
-        audio2lip = (Audio2Lip.from_pretrained(a2l) if a2l.is_dir() else Audio2Lip.from_official(a2l)).to(device)
+        audio2lip = Audio2Lip.from_pretrained(a2l).to(device)
     model.requires_grad_(False)
     if audio2lip is not None:
         audio2lip.requires_grad_(False)

@@ -7,43 +7,9 @@ Keys hold each file's modification time, so a replaced checkpoint is loaded agai
 """
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from pathlib import Path
-from typing import Callable, Optional
-
 from .generate import GenerateOptions, load_models, mode_of, resolve_audio2lip, resolve_checkpoint, resolve_device, \
     resolve_dtype
-
-
-def file_stamp(path: Optional[Path]):
-    """(resolved path, modification time) of a file or saved-model folder; None when it is absent."""
-    if path is None or not Path(path).exists():
-        return None
-    path = Path(path)
-    newest = max([path.stat().st_mtime_ns] + [p.stat().st_mtime_ns for p in path.glob("*")]) if path.is_dir() \
-        else path.stat().st_mtime_ns
-    return str(path.resolve()), newest
-
-
-class LRU:
-    """A small thread-safe least-recently-used map that builds a missing entry under its lock."""
-
-    def __init__(self, capacity: int):
-        self.capacity = capacity
-        self.entries: "OrderedDict[tuple, object]" = OrderedDict()
-        self.loads = 0
-        self.lock = threading.Lock()
-
-    def get(self, key, build: Callable[[], object]):
-        with self.lock:
-            if key not in self.entries:
-                self.entries[key] = build()
-                self.loads += 1
-                while len(self.entries) > self.capacity:
-                    self.entries.popitem(last=False)
-            self.entries.move_to_end(key)
-            return self.entries[key]
+from .loader_cache import LRU, cached_loader, file_stamp  # noqa: F401 (part of this module's interface)
 
 
 class ModelCache(LRU):
@@ -63,17 +29,6 @@ class ModelCache(LRU):
         dtype = resolve_dtype(opts.dtype, device)
         key = (file_stamp(ckpt), file_stamp(a2l) if need_audio else None, str(device), str(dtype))
         return super().get(key, lambda: load_models(opts, need_audio=need_audio, device=device, dtype=dtype))
-
-
-_NETWORKS = LRU(capacity=4)
-
-
-def cached_loader(load: Callable):
-    """`load(path)` once per (function, path, modification time) in this process."""
-    def cached(path, *args, **kwargs):
-        key = (load.__module__, load.__qualname__, file_stamp(Path(path)), args, tuple(sorted(kwargs.items())))
-        return _NETWORKS.get(key, lambda: load(path, *args, **kwargs))
-    return cached
 
 
 __all__ = ["ModelCache", "LRU", "cached_loader", "file_stamp"]
