@@ -4,7 +4,7 @@ import pytest
 import torch
 from scipy.ndimage import uniform_filter
 
-from edtalk.eval.metrics import MetricSettings, MetricSuite
+from edtalk.eval.metrics import Clip, MetricSettings, MetricSuite
 from edtalk.eval.metrics.fid import FeatureStats, FIDMetric, load_inception
 from edtalk.eval.metrics.landmarks import MOUTH, linspace_pairs, lmd, lmd_frames
 from edtalk.eval.metrics.pixel import psnr_frames, ssim_frames
@@ -230,3 +230,9 @@ def test_weight_files_are_recognised_by_their_sha256(tmp_path, monkeypatch):
     suite = MetricSuite(MetricSettings(paths={"fid": str(path)}, only=("fid",), protocol="eat"))
     assert [s.name for s in suite.status["fid"].steps if not s.match] == ["crop"]
     assert reference.REFERENCE_FILES["fid"].startswith("yuangan/evaluation_eat")
+
+
+def test_ssim_alone_is_computed():
+    frames = _frames(9)
+    row = MetricSuite(MetricSettings(only=("ssim",))).row(Clip("x", frames, frames))
+    assert row["ssim"] == pytest.approx(1.0) and "psnr" not in row

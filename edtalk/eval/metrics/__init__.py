@@ -248,7 +248,7 @@ class MetricSuite:
         metrics into skips with the reason, for this and later clips, instead of ending the run.
         """
         row = {"name": clip.name, "frames": len(clip), "emotion": clip.emotion or "", "skipped": {}}
-        if self.settings.wants("psnr", "ssim") and self.status.get("psnr", MetricStatus(False)).ok:
+        if any(self.status.get(k, MetricStatus(False)).ok for k in ("psnr", "ssim")):
             row.update(self._pixel_row(clip, row))
         for attr, keys, step in self._network_steps():
             if getattr(self, attr) is None:
