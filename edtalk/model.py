@@ -5,6 +5,10 @@ lip-pose model (`EDTalk_lip_pose.pt`: `exp_dim = 0`), through its config (spec �
 
     z  = wa_source + Q_m α_m + Q_p α_p + Q_e α_e
     Î  = G(z, F_source, d_e = Q_e α_e)
+
+Loading and saving come from the model core (:mod:`edtalk.modeling`): `EDTalk.from_pretrained(path)`
+reads a saved folder, `EDTalk.pt` / `EDTalk_lip_pose.pt`, a checkpoint folder or a training run;
+`EDTalk.from_official(path or state dict)` the released format (:mod:`edtalk.convert.official`).
 """
 from __future__ import annotations
 
