@@ -1,6 +1,6 @@
 """Audio front end: loading, the Wav2Lip mel recipe, per-frame windows, mouth-weight smoothing.
 
-Everything here follows spec §6 (mel spectrogram and per-frame windows) and §5.3 (smoothing).
+Everything here follows docs/design.md §6 (mel spectrogram and per-frame windows) and §5.3 (smoothing).
 Video runs at 25 fps and audio at 16 kHz, so one video frame is 640 samples.
 """
 
@@ -22,7 +22,7 @@ SAMPLE_RATE = 16000
 FPS = 25
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
 
-# Wav2Lip hparams (spec §6.1).
+# Wav2Lip hparams (docs/design.md §6.1).
 N_FFT = 800
 HOP = 200
 WIN = 800
@@ -235,7 +235,7 @@ def mel_windows(wav_path_or_array: AudioInput, sample_rate: int | None = None) -
 
 def frame_log_rms(wav_16k: np.ndarray) -> np.ndarray:
     """log10 of each video frame's RMS (640 samples, + 1e-4 so silence stays finite): [T] float32,
-    T = N // 640 like :func:`mel_windows` (the pose flow's optional energy input, spec §8.5)."""
+    T = N // 640 like :func:`mel_windows` (the pose flow's optional energy input, docs/design.md §8.5)."""
     x = np.asarray(wav_16k, dtype=np.float64).reshape(-1)
     frames = x[:frame_count(x.size) * SAMPLES_PER_FRAME].reshape(-1, SAMPLES_PER_FRAME)
     return np.log10(np.sqrt((frames ** 2).mean(axis=1)) + 1e-4).astype(np.float32)

@@ -1,7 +1,7 @@
 """Per-frame and per-utterance audio features read through a frozen Audio2Lip encoder.
 
 One definition for training (:mod:`edtalk.data.sequence_datasets`) and generation
-(:mod:`edtalk.pipelines.audio_drivers`): the audio-to-pose flow (spec §8.5) reads per-frame
+(:mod:`edtalk.pipelines.audio_drivers`): the audio-to-pose flow (docs/design.md §8.5) reads per-frame
 embeddings (optionally with each frame's log-RMS), the audio/text-to-expression predictor (§8.6)
 their time mean ‖ std.
 """
@@ -30,7 +30,7 @@ def audio_embeddings(audio2lip, mels) -> torch.Tensor:
 
 
 def utterance_features(embeddings: torch.Tensor) -> torch.Tensor:
-    """The offline utterance feature (spec §8.6): time mean ‖ std of [T,512] embeddings → [1024]."""
+    """The offline utterance feature (docs/design.md §8.6): time mean ‖ std of [T,512] embeddings → [1024]."""
     e = torch.as_tensor(embeddings).float()
     return torch.cat([e.mean(0), e.std(0, unbiased=False)])
 

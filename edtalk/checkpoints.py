@@ -8,7 +8,7 @@ pickle references any other callable is refused with one clear error, never load
 Torch versions: the allowlist is scoped with `torch.serialization.safe_globals` (torch >= 2.5),
 else registered with `add_safe_globals` (2.4); torch 2.1–2.3 have no allowlist API, so a file that
 weights-only loading refuses is read by a restricted unpickler (tensors, containers and the
-allowlisted classes only) that drops `'args'` (spec §4.1 step 2). The package's floor is torch 2.3
+allowlisted classes only) that drops `'args'` (docs/design.md §4.1 step 2). The package's floor is torch 2.3
 (training's `torch.amp.GradScaler(device)`); this loader alone works from 2.1.
 
 Our own format is a folder with `model.safetensors` + `config.json` (`model_type` and the
@@ -112,7 +112,7 @@ _RESTRICTED_PICKLE.load = lambda file, **kwargs: _RestrictedUnpickler(file, **kw
 
 
 def _restricted_load(path: Path):
-    """Spec §4.1 step 2: the restricted unpickler; the training `'args'` entry is dropped."""
+    """docs/design.md §4.1 step 2: the restricted unpickler; the training `'args'` entry is dropped."""
     data = torch.load(str(path), map_location="cpu", weights_only=False, pickle_module=_RESTRICTED_PICKLE)
     if isinstance(data, dict):
         data.pop("args", None)

@@ -1,6 +1,6 @@
 """Model configurations. Every network carries its config, so tiny variants exist for fast tests.
 
-The defaults are the official 256×256 architecture (spec §2). `tiny()` presets are 64×64 models
+The defaults are the official 256×256 architecture (docs/design.md §2). `tiny()` presets are 64×64 models
 with few channels; they exercise every code path in milliseconds.
 """
 from __future__ import annotations

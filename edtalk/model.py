@@ -1,7 +1,7 @@
 """The EDTalk generator: encoder, motion banks, navigation heads and flow-field synthesis.
 
 One class covers the full model (`EDTalk.pt`: mouth + pose + expression with EEM) and the
-lip-pose model (`EDTalk_lip_pose.pt`: `exp_dim = 0`), through its config (spec §2.7).
+lip-pose model (`EDTalk_lip_pose.pt`: `exp_dim = 0`), through its config (docs/design.md §2.7).
 
     z  = wa_source + Q_m α_m + Q_p α_p + Q_e α_e
     Î  = G(z, F_source, d_e = Q_e α_e)
@@ -175,7 +175,7 @@ class EDTalk(nn.Module, PretrainedModel):
 
     # ------------------------------------------------------------------ training helpers
     def dead_parameters(self) -> List[nn.Parameter]:
-        """EEM first-branch parameters that receive no gradient (freeze them; spec §2.6)."""
+        """EEM first-branch parameters that receive no gradient (freeze them; docs/design.md §2.6)."""
         if not self.dec.has_eem:
             return []
         return [p for eem in self.dec.fineadainresblock for p in eem.dead_parameters()]

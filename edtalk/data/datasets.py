@@ -2,14 +2,14 @@
 
 Items (images: float32 tensors [3,S,S] in [-1,1], RGB; S = `size`, or the tree's frame size)::
 
-    Stage0Pairs  (spec §8.1)  {"source": ..., "target": ...} (+ "target_regions" with `regions`)
+    Stage0Pairs  (docs/design.md §8.1)  {"source": ..., "target": ...} (+ "target_regions" with `regions`)
         MEAD: target = a random frame of clip i; source = a random frame of a random *neutral*
               clip of the same speaker (any clip of the speaker if it has no neutral clip).
         HDTF: source and target = two random frames (with replacement) of clip i.
         `regions` (e.g. ("brows", "eyes", "mouth")): also "target_regions" int64 [R,4], the
         target's boxes of those landmark groups (:func:`region_boxes`), for a region L1 term.
 
-    Stage1Items  (spec §8.2, §7.4)  {"a_id", "a", "b_id", "b", "a_b", "b_a", "mouth_box_a", "mouth_box_b"}
+    Stage1Items  (docs/design.md §8.2, §7.4)  {"a_id", "a", "b_id", "b", "a_b", "b_a", "mouth_box_a", "mouth_box_b"}
         a_id, a   two random frames of clip i (identity frame, target frame);
         b_id, b   two random frames of a random clip of a random group (speaker for MEAD, video
                   for HDTF; it may be clip i's own group);
@@ -19,14 +19,14 @@ Items (images: float32 tensors [3,S,S] in [-1,1], RGB; S = `size`, or the tree's
         b_a       b with a's mouth;
         mouth_box_a/b  int64 [4] (x1, y1, x2, y2): the lip box of a/b that the swap pasted.
 
-    Stage2Items  (spec §8.3)  {"source", "target"}: neutral source, target of a random emotion of
+    Stage2Items  (docs/design.md §8.3)  {"source", "target"}: neutral source, target of a random emotion of
         the same speaker (the stage-2 trainer's plan); options `exp_pair_rate` (targets with an
         emotion) and `max_pose_gap` (target frame within a pose gap of the source, from the tree's
         true factors).
 
 All datasets:
 
-- `root`: one tree, or several as a list or joined with ``os.pathsep`` — spec §8.1 pairs come from
+- `root`: one tree, or several as a list or joined with ``os.pathsep`` — docs/design.md §8.1 pairs come from
   MEAD+HDTF: ``Stage0Pairs("data/mead:data/hdtf")`` (each clip keeps its own tree's rule);
 - ``len(ds)`` = number of clips in the split (or `length`; then clip i is drawn at random);
 - ``ds.set_epoch(epoch)``: all randomness of item i comes from
@@ -317,7 +317,7 @@ def pose_distance(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 class Stage2Items(Stage0Pairs):
-    """{"source", "target"} for stage 2 (spec §8.3), with optional expression pairs under a pose gap.
+    """{"source", "target"} for stage 2 (docs/design.md §8.3), with optional expression pairs under a pose gap.
 
     Default plan: item i of a
     MEAD-style tree: s = the speaker of clip i (a random clip when `length` is set); the target's

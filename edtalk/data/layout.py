@@ -1,4 +1,4 @@
-"""On-disk contract for training data (MEAD and HDTF style trees), spec §7.3.
+"""On-disk contract for training data (MEAD and HDTF style trees), docs/design.md §7.3.
 
 Everything that prepares training data (`data_preprocess/`, SynthTalk) writes this layout and
 everything that reads it (training loaders, metrics) checks it with :func:`validate_tree`.
@@ -18,7 +18,7 @@ Tree
       factors/<name>.npz      ground-truth factors (SynthTalk only, optional)
 
 One row per video frame in every side file.  Audio and video are frame exact: T frames ⇔
-T·640 samples (spec §3.2 bug 12).
+T·640 samples (docs/design.md §3.2 bug 12).
 
 Names
 -----

@@ -1,5 +1,5 @@
-"""The motion cache of a layout tree (spec §8.8): per-clip motion weights α next to the other side
-files (spec §7.3), written by `edtalk extract-motion` (:mod:`edtalk.train.motion`) and read by the
+"""The motion cache of a layout tree (docs/design.md §8.8): per-clip motion weights α next to the other side
+files (docs/design.md §7.3), written by `edtalk extract-motion` (:mod:`edtalk.train.motion`) and read by the
 datasets that train on them::
 
     <root>/EDTalk_lip_feature/<name>.npy    α_m [T,20] float32  (lip-pose model or EDTalk)

@@ -1,4 +1,4 @@
-"""Mouth-swap cross images for stage 1 (spec §7.4).
+"""Mouth-swap cross images for stage 1 (docs/design.md §7.4).
 
 ``mouth_swap(face, face_lm, mouth, mouth_lm)`` returns `face` with the mouth of `mouth`:
 

@@ -1,4 +1,4 @@
-"""Raw MEAD / HDTF downloads → training trees in the :mod:`edtalk.data.layout` format (spec §7.2, §7.3).
+"""Raw MEAD / HDTF downloads → training trees in the :mod:`edtalk.data.layout` format (docs/design.md §7.2, §7.3).
 
 Raw input:
 
@@ -427,7 +427,7 @@ def prepare(dataset: str, raw: os.PathLike, out: os.PathLike, workers: Optional[
 
 def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python data_preprocess/prepare.py",
-                                description="Raw MEAD/HDTF videos → an EDTalk training tree (spec §7.2–7.3).")
+                                description="Raw MEAD/HDTF videos → an EDTalk training tree (docs/design.md §7.2–7.3).")
     p.add_argument("--dataset", required=True, choices=layout.KINDS, help="raw layout: mead or hdtf")
     p.add_argument("--raw", required=True, help="MEAD: folder of <ID>/video/front/...; HDTF: folder of <video>.mp4")
     p.add_argument("--out", required=True, help="output tree (created; an existing one is resumed)")

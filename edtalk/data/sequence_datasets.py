@@ -1,4 +1,4 @@
-"""Sequence and utterance items for audio-to-pose (spec §8.5) and audio/text-to-expression (§8.6).
+"""Sequence and utterance items for audio-to-pose (docs/design.md §8.5) and audio/text-to-expression (§8.6).
 
 Both stages see audio only through the frozen Audio2Lip encoder: its 512-d embedding of each
 frame's 80×16 mel window (:func:`edtalk.audio.mel_windows`, or `mel/<name>.npy`), computed by

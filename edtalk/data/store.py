@@ -1,4 +1,4 @@
-"""Frame store for training: every clip's frames as JPEGs in one LMDB (spec §7.3).
+"""Frame store for training: every clip's frames as JPEGs in one LMDB (docs/design.md §7.3).
 
 Random access into MP4s means decoding a clip from its start; training reads a few random
 frames of many clips, so the frames are stored once, individually, as JPEGs.
@@ -381,7 +381,7 @@ def _progress_bar(total: int, enabled: bool):
 
 def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m edtalk.data.store",
-                                description="Store a MEAD/HDTF tree's frames as JPEGs in an LMDB (spec §7.3).")
+                                description="Store a MEAD/HDTF tree's frames as JPEGs in an LMDB (docs/design.md §7.3).")
     p.add_argument("--root", required=True, help="tree in the edtalk.data.layout format")
     p.add_argument("--out", default=None, help=f"LMDB folder (default: ROOT/{STORE_NAME})")
     p.add_argument("--size", type=int, default=None, help="frame side in pixels (default: the tree's own)")

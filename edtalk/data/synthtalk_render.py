@@ -2,7 +2,7 @@
 
 Landmarks first, pixels from landmarks:
 
-1. the canonical face is the 68-point template of spec §7.1 (a 256 frame);
+1. the canonical face is the 68-point template of docs/design.md §7.1 (a 256 frame);
 2. identity parameters reshape it (face width/height, eye spacing and size, nose, mouth);
 3. mouth [open, width, round] and expression [brow_raise, brow_furrow, eyelid, cheek,
    corner_curve, corner_asym] + blink move the points (:func:`deform_landmarks`);
@@ -46,7 +46,7 @@ from ..face.align import TEMPLATE_68
 
 CANONICAL = 256.0
 
-# The synthetic face is laid out on the official 68-point template (spec §7.1).
+# The synthetic face is laid out on the official 68-point template (docs/design.md §7.1).
 TEMPLATE68 = TEMPLATE_68
 
 FACE_CENTER = np.array([127.5, 140.0])  # pose pivot (canonical)

@@ -21,7 +21,7 @@ import numpy as np
 from ..data.layout import EMOTIONS
 from .metrics import METRICS
 
-# The paper's numbers (spec §9; MEAD unless noted, [S]): the reference rows of the table.
+# The paper's numbers (docs/design.md §9; MEAD unless noted, [S]): the reference rows of the table.
 PAPER_ROWS = {
     "mead": {
         "EDTalk-A (paper, MEAD)": {"psnr": 21.628, "ssim": 0.722, "m_lmd": 1.537, "fid": 17.698, "acc_emo": 67.32},

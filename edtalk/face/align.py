@@ -1,4 +1,4 @@
-"""Template face crop (spec §7.1): 68 landmarks → similarity to a fixed template → 256² warp."""
+"""Template face crop (docs/design.md §7.1): 68 landmarks → similarity to a fixed template → 256² warp."""
 from __future__ import annotations
 
 import warnings
@@ -115,7 +115,7 @@ def _resize_square(crop: np.ndarray, size: int) -> np.ndarray:
 
 def crop_image(image: np.ndarray, landmarks: Optional[np.ndarray] = None, size: int = TEMPLATE_SIZE,
                landmarker: Union[str, FaceLandmarker, None] = None) -> Tuple[np.ndarray, TemplateCrop]:
-    """Align the (largest) face of an RGB uint8 image to the 256² template (spec §7.1).
+    """Align the (largest) face of an RGB uint8 image to the 256² template (docs/design.md §7.1).
 
     Args:
         image: RGB uint8 [H,W,3].

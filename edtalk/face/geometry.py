@@ -2,7 +2,7 @@
 
 Convention: pixel centres are integers (pixel (0,0) covers [-0.5,0.5]²); points are (x, y).
 A crop is described by a 3×3 matrix mapping crop pixel coordinates to frame pixel coordinates,
-so "each output pixel samples the input at T(output)" (spec §7.1).
+so "each output pixel samples the input at T(output)" (docs/design.md §7.1).
 """
 from __future__ import annotations
 

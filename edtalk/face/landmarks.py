@@ -6,7 +6,7 @@ A backend implements :class:`FaceLandmarker`:
 - ``landmarks(image, box) -> np.ndarray [68, 2]`` (x, y) in the iBUG-68 order.
 
 ``dlib`` (HOG detector + 68-point shape predictor from ``face-recognition-models``) is the default
-and the one the official preprocessing uses (spec §7.1). ``face_alignment`` and ``mediapipe`` are
+and the one the official preprocessing uses (docs/design.md §7.1). ``face_alignment`` and ``mediapipe`` are
 optional and imported only when asked for.
 """
 from __future__ import annotations

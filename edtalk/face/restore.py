@@ -1,6 +1,6 @@
 """Optional face restoration after generation, like the official `--face_sr`: GFPGAN, ×2 (256 → 512).
 
-An add-on, not part of the model (spec §5.5). It needs the `gfpgan` package
+An add-on, not part of the model (docs/design.md §5.5). It needs the `gfpgan` package
 (`pip install 'edtalk[face-sr]'`) and its weights as a local file (e.g. `GFPGANv1.4.pth`), given
 with `--face-sr-weights` or `$EDTALK_GFPGAN_WEIGHTS`; nothing is downloaded.
 
@@ -10,7 +10,7 @@ API (what generation calls on each batch of output frames)::
     restorer = FaceRestorer(weights=None, device="cpu", batch_size=4)
     restorer(frames)   # uint8 [B,H,W,3] RGB -> uint8 [B,2H,2W,3] RGB, same frame order
 
-The generated crops are template-aligned (spec §7.1), which places eyes and mouth within a few
+The generated crops are template-aligned (docs/design.md §7.1), which places eyes and mouth within a few
 pixels of where GFPGAN's 512² aligned faces have them, so the network runs on the crop resized to
 512² directly (GFPGAN's `has_aligned` path): no face detector and no detector weights.
 """

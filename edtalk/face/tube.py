@@ -1,4 +1,4 @@
-"""Video face tube (spec §7.2, product variant): one fixed square box per video.
+"""Video face tube (docs/design.md §7.2, product variant): one fixed square box per video.
 
 detect per frame (downscaled to ≤640) → track by IoU against each trajectory's initial box →
 longest tube → union box → enlarge (r=0.1) → square, padded (not clamped) → crop every frame
@@ -84,7 +84,7 @@ class _Trajectory:
 
 def track_faces(detections: Sequence[Optional[Sequence[Box]]], iou_threshold: float = IOU_THRESHOLD,
                 max_gap: int = 12) -> List[_Trajectory]:
-    """Group per-frame boxes into trajectories (spec §7.2 step 2).
+    """Group per-frame boxes into trajectories (docs/design.md §7.2 step 2).
 
     A detection joins the live trajectory whose *initial* box it overlaps most (IoU > threshold,
     at most one detection per trajectory and frame), else starts a new one. [D] A trajectory
@@ -168,7 +168,7 @@ def face_tube(frames: np.ndarray, landmarker: Union[str, FaceLandmarker, None] =
               detect_every: int = 1, max_side: int = DETECT_MAX_SIDE, upsample: Optional[int] = None,
               enlarge: float = ENLARGE, pad_mode: str = "constant", max_gap: int = 12,
               box_scale: Optional[Tuple[float, float]] = None) -> Tuple[np.ndarray, TubeCrop]:
-    """Crop a stable square face box from every frame of a clip (spec §7.2, product variant).
+    """Crop a stable square face box from every frame of a clip (docs/design.md §7.2, product variant).
 
     Args:
         frames: RGB uint8 [T,H,W,3] (already at 25 fps: the crop keeps one output per frame).

@@ -1,4 +1,4 @@
-"""Audio2Lip (spec §2.9): Wav2Lip-style audio encoder on 80×16 mel windows → 20 mouth weights."""
+"""Audio2Lip (docs/design.md §2.9): Wav2Lip-style audio encoder on 80×16 mel windows → 20 mouth weights."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,4 @@
-"""StyleGAN2 discriminator (spec §2.8), used in training."""
+"""StyleGAN2 discriminator (docs/design.md §2.8), used in training."""
 from __future__ import annotations
 
 import math

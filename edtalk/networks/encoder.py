@@ -1,4 +1,4 @@
-"""Appearance/motion encoder E (spec §2.2): a latent `wa` and the source feature pyramid."""
+"""Appearance/motion encoder E (docs/design.md §2.2): a latent `wa` and the source feature pyramid."""
 from __future__ import annotations
 
 import math

@@ -1,4 +1,4 @@
-"""Audio/text-to-expression (spec §8.6): one utterance → 10 expression weights + 8 emotion logits.
+"""Audio/text-to-expression (docs/design.md §8.6): one utterance → 10 expression weights + 8 emotion logits.
 
 Branches (the official partial dimensions, with 10 outputs instead of the buggy 20):
 - audio u_a [audio_dim] (HuBERT-class time mean, or the offline fallback: mean‖std of the
@@ -44,7 +44,7 @@ class ExpressionPredictorConfig:
 
 
 def modality_keep(r: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(keep audio, keep text) float masks [B] for uniform draws r [B] (spec §8.6)."""
+    """(keep audio, keep text) float masks [B] for uniform draws r [B] (docs/design.md §8.6)."""
     keep_audio = (r > 0.5) | (r < 0.25)
     keep_text = r >= 0.25
     return keep_audio.to(torch.float32), keep_text.to(torch.float32)

@@ -2,7 +2,7 @@
 
 Its use is the perceptual term of training on machines without ImageNet VGG19 weights (issue 8):
 :meth:`FactorNet.features` gives five feature maps at several depths, like VGG's relu1_1…relu5_1
-(spec §8 "VGG pyramid"), from a network whose job was to see exactly what a talking-head model
+(docs/design.md §8 "VGG pyramid"), from a network whose job was to see exactly what a talking-head model
 must get right.
 
 What it regresses (per frame, from one frame in [-1,1]):

@@ -1,4 +1,4 @@
-"""Motion banks and navigation heads (spec §2.3–2.4)."""
+"""Motion banks and navigation heads (docs/design.md §2.3–2.4)."""
 from __future__ import annotations
 
 from typing import Optional

@@ -1,4 +1,4 @@
-"""Audio-to-pose normalizing flow (spec §8.5): MoGlow-style, over the 6 pose weights α_p.
+"""Audio-to-pose normalizing flow (docs/design.md §8.5): MoGlow-style, over the 6 pose weights α_p.
 
 Per frame t the flow maps the standardised pose x_t ∈ R^6 to z_t ~ N(0, I) given a condition
 c_t = [previous `history` standardised poses (flattened) | audio embeddings of frames

@@ -1,4 +1,4 @@
-"""SyncNet expert (spec §2.10): the Wav2Lip-style "color" lip-sync discriminator.
+"""SyncNet expert (docs/design.md §2.10): the Wav2Lip-style "color" lip-sync discriminator.
 
 - Face encoder: 17 conv blocks on [B,15,48,96] — the lower halves (48×96) of five RGB 96² face
   crops stacked frame-major (channels 0–2 = frame r, …, 12–14 = frame r+4).

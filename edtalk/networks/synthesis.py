@@ -1,4 +1,4 @@
-"""Flow-field synthesis decoder G with ToFlow/ToRGB and the expression block EEM (spec §2.5–2.6).
+"""Flow-field synthesis decoder G with ToFlow/ToRGB and the expression block EEM (docs/design.md §2.5–2.6).
 
 The decoder warps the *source* feature maps with flow fields predicted from the motion latent z,
 level by level (8×8 → size). Everything that depends on the source alone (the EEM's convolution
@@ -65,7 +65,7 @@ class ToFlow(nn.Module):
         grid = torch.tanh(flow).permute(0, 2, 3, 1) + identity_grid(h, w, flow)
         mask = torch.sigmoid(logits[:, 2:3])
         feat = batch_broadcast(feat, batch)
-        # align_corners=False on a linspace grid is what the published model does (spec §2.5).
+        # align_corners=False on a linspace grid is what the published model does (docs/design.md §2.5).
         warp = F.grid_sample(feat.float(), grid, mode="bilinear", padding_mode="zeros",
                              align_corners=False).to(x.dtype)
         if torch.is_grad_enabled():
@@ -148,7 +148,7 @@ class EEM(nn.Module):
         return self.enhance(x, self.source_term(x), e)
 
     def dead_parameters(self):
-        """Parameters of the discarded first branch (freeze them in training; spec §2.6)."""
+        """Parameters of the discarded first branch (freeze them in training; docs/design.md §2.6)."""
         return list(self.conv1.parameters()) + list(self.norm1.parameters())
 
 
@@ -180,7 +180,7 @@ class Synthesis(nn.Module):
         self.levels = int(math.log2(size)) - 2
         self.input = ConstantInput(channels[4])
         self.conv1 = StyledConv(channels[4], channels[4], 3, style_dim)
-        self.to_rgb1 = ToRGB(channels[4], upsample=False)  # loaded, never used (spec §2.5)
+        self.to_rgb1 = ToRGB(channels[4], upsample=False)  # loaded, never used (docs/design.md §2.5)
         self.convs = nn.ModuleList()
         self.to_rgbs = nn.ModuleList()
         self.to_flows = nn.ModuleList()

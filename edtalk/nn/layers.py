@@ -1,4 +1,4 @@
-"""Building blocks (spec §2.1). Module and parameter names follow the official state dicts, so
+"""Building blocks (docs/design.md §2.1). Module and parameter names follow the official state dicts, so
 official checkpoints load by key without renaming.
 
 Modulated convolutions modulate the *input* and demodulate the *output* with one shared weight,
@@ -179,7 +179,7 @@ class ResBlock(nn.Module):
 
 
 class ModulatedConv2d(nn.Module):
-    """Style-modulated conv (spec §2.1). Weight [1,out,in,k,k]; modulation bias starts at 1."""
+    """Style-modulated conv (docs/design.md §2.1). Weight [1,out,in,k,k]; modulation bias starts at 1."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int, style_dim: int,
                  demodulate: bool = True, upsample: bool = False):
@@ -292,7 +292,7 @@ class ModulatedConv2d(nn.Module):
 
 
 class NoiseInjection(nn.Module):
-    """Loaded for key compatibility; noise is never given, so this is the identity (spec §2.1)."""
+    """Loaded for key compatibility; noise is never given, so this is the identity (docs/design.md §2.1)."""
 
     def __init__(self):
         super().__init__()

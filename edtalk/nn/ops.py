@@ -1,4 +1,4 @@
-"""Reference ops of the StyleGAN2/LIA lineage in pure PyTorch (spec §2.1): no custom kernels."""
+"""Reference ops of the StyleGAN2/LIA lineage in pure PyTorch (docs/design.md §2.1): no custom kernels."""
 from __future__ import annotations
 
 import math
@@ -34,7 +34,7 @@ def scalar(value: float, like: torch.Tensor) -> torch.Tensor:
 
 
 def make_blur_kernel(taps: Sequence[float] = (1, 3, 3, 1), upsample_factor: int = 1) -> torch.Tensor:
-    """Separable FIR kernel k⊗k normalised to sum 1, times factor² after upsampling (spec §2.1)."""
+    """Separable FIR kernel k⊗k normalised to sum 1, times factor² after upsampling (docs/design.md §2.1)."""
     k = torch.tensor(taps, dtype=torch.float32)
     k = k[None, :] * k[:, None]
     k = k / k.sum()
@@ -45,7 +45,7 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
               pad: Tuple[int, int] = (0, 0)) -> torch.Tensor:
     """Upsample (zero insertion), pad, FIR-filter and downsample each channel of x [B,C,H,W].
 
-    Order as in spec §2.1: insert up−1 zeros after every sample, pad `pad[0]` before and `pad[1]`
+    Order as in docs/design.md §2.1: insert up−1 zeros after every sample, pad `pad[0]` before and `pad[1]`
     after (negative crops), correlate with the flipped kernel, keep every `down`-th sample.
     """
     return fir_filter(x, fir_weight(kernel, x.shape[1], x), up, down, pad)
@@ -86,7 +86,7 @@ def fir_filter(x: torch.Tensor, weight: torch.Tensor, up: int = 1, down: int = 1
 
 def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor, negative_slope: float = 0.2,
                      scale: float = SQRT2) -> torch.Tensor:
-    """√2·leaky_relu(x + b): bias first, then the activation, then the gain (spec §2.1)."""
+    """√2·leaky_relu(x + b): bias first, then the activation, then the gain (docs/design.md §2.1)."""
     if bias.dim() == 1 and x.dim() > 2:
         bias = bias.view(1, -1, *([1] * (x.dim() - 2)))
     y = F.leaky_relu(x + bias, negative_slope)

@@ -1,4 +1,4 @@
-"""Drivers predicted from the speech (and text) for `edtalk generate` (spec §8.5, §8.6).
+"""Drivers predicted from the speech (and text) for `edtalk generate` (docs/design.md §8.5, §8.6).
 
 - `--pose audio`: the audio-to-pose flow samples one α_p per audio frame, seeded with the source's
   α_p (`--pose-temperature`, `--seed`); checkpoint `--pose-flow-checkpoint` or

@@ -1,4 +1,4 @@
-"""Driver-length rules (spec §5.2) and the per-frame driver plan every generation path uses.
+"""Driver-length rules (docs/design.md §5.2) and the per-frame driver plan every generation path uses.
 
 A driver with N frames drives L output frames. If N < L it is extended by ping-pong
 (forward, then time-reversed, turn-around frames repeated): index(j) = m if m < N else 2N−1−m,
@@ -82,7 +82,7 @@ def plan_drivers(mode: str, length: int, pose_frames: Optional[int] = None, exp_
         pose_frames: frames of a pose video (None: no pose video).
         exp_frames: frames of an expression sequence (None: constant or no expression).
         source_frames: frames of the dubbed source video (dubbing only).
-        parity: the official per-demo extension rules (spec §5.2) instead of ping-pong everywhere.
+        parity: the official per-demo extension rules (docs/design.md §5.2) instead of ping-pong everywhere.
         lip_pose_model: the lip-pose model is in use (its demos ping-pong the pose in parity mode).
         exp_trim: tail frames dropped from an expression sequence longer than this (0 for weights
             files, which are taken as given).

@@ -1,4 +1,4 @@
-"""Talking-head generation: every official mode behind one options object (spec §5).
+"""Talking-head generation: every official mode behind one options object (docs/design.md §5).
 
 Modes (picked from the inputs):
 - video-driven (EDTalk-V / lip-pose V): `lip` video drives the mouth;
@@ -316,7 +316,7 @@ def _expression_driver(opts, gen: Generator, videos: _VideoStore, own_exp, wav=N
     """The expression slot's driver; constant None (and no sequence) for the lip-pose model."""
     model = gen.model
     if expression_is_none(opts.exp):
-        # With only the full model, "none" keeps the source's own expression (spec §5.1 [D]).
+        # With only the full model, "none" keeps the source's own expression (docs/design.md §5.1 [D]).
         return _Expression(constant=own_exp if model.has_expression else None)
     exp = str(opts.exp)
     kind = expression_kind(exp)

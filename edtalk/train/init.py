@@ -1,4 +1,4 @@
-"""Initial weights for the generator stages: scratch, LIA `vox.pt` (spec §4.3), released/exported
+"""Initial weights for the generator stages: scratch, LIA `vox.pt` (docs/design.md §4.3), released/exported
 official-format `.pt` files, or our saved model folders.
 """
 from __future__ import annotations

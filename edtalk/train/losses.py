@@ -1,4 +1,4 @@
-"""Training losses (spec §8 common settings, §8.2), each defined once.
+"""Training losses (docs/design.md §8 common settings, §8.2), each defined once.
 
 - :func:`l1_loss` — mean |Î − I|.
 - :class:`PyramidPerceptualLoss` — Σ_scales Σ_layers w·mean|φ(Î) − φ(I)| over a Gaussian

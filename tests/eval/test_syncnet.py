@@ -1,4 +1,4 @@
-"""SyncNet expert architecture (spec §2.10) and LSE through the scorer's real windowing path."""
+"""SyncNet expert architecture (docs/design.md §2.10) and LSE through the scorer's real windowing path."""
 from pathlib import Path
 
 import numpy as np

@@ -111,7 +111,7 @@ def test_older_torch_loads_training_checkpoints_and_still_refuses_code(tmp_path,
     torch.save({"gen": tiny_sd, "args": argparse.Namespace(lr=0.002, size=64)}, path)
     loaded = safe_torch_load(path)
     assert torch.equal(loaded["gen"]["direction_exp.weight"], tiny_sd["direction_exp.weight"])
-    # 2.4 keeps the Namespace (allowlisted); the 2.1 restricted unpickler drops it (spec §4.1).
+    # 2.4 keeps the Namespace (allowlisted); the 2.1 restricted unpickler drops it (docs/design.md §4.1).
     assert ("args" in loaded) == (older_torch == "2.4")
     legacy = tmp_path / "legacy.pt"  # the pre-zip torch.save format
     torch.save({"gen": tiny_sd, "args": argparse.Namespace()}, legacy, _use_new_zipfile_serialization=False)

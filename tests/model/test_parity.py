@@ -98,7 +98,7 @@ def test_audio2lip_parity(parity_dir, reference):
 
 
 def test_edtalk_and_lip_pose_share_mouth_pose_bases(edtalk_model, lip_pose_model, parity_dir):
-    # Prefix property (spec §2.3): appending the expression bank leaves the first 26 bases unchanged.
+    # Prefix property (docs/design.md §2.3): appending the expression bank leaves the first 26 bases unchanged.
     q36 = edtalk_model.bases()
     w26 = edtalk_model.direction_lipnonlip.weight.detach()
     q26 = torch.linalg.qr(w26 + 1e-8, mode="reduced")[0]

@@ -1,4 +1,4 @@
-"""Audio/text-to-expression (spec §8.6): modality dropout masks and training on a tiny SynthTalk
+"""Audio/text-to-expression (docs/design.md §8.6): modality dropout masks and training on a tiny SynthTalk
 tree (the loss falls).  The text reader itself: tests/test_text_emotion.py."""
 
 import pytest

@@ -1,4 +1,4 @@
-"""Audio-to-lip stage (spec §8.4): items, ROI crop, sync convention, frozen encoder (bug 10),
+"""Audio-to-lip stage (docs/design.md §8.4): items, ROI crop, sync convention, frozen encoder (bug 10),
 training lowers the loss, and the export drives `edtalk generate`."""
 import shutil
 

@@ -1,4 +1,4 @@
-"""Person-specific fine-tuning (spec §8.7): data split, what learns, held-out reconstruction."""
+"""Person-specific fine-tuning (docs/design.md §8.7): data split, what learns, held-out reconstruction."""
 import numpy as np
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Generator initialisation: LIA vox.pt conversion (spec §4.3), official .pt, freezing."""
+"""Generator initialisation: LIA vox.pt conversion (docs/design.md §4.3), official .pt, freezing."""
 import pytest
 import torch
 

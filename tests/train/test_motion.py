@@ -1,4 +1,4 @@
-"""Motion-weight extraction (spec §8.8), its cache, and presets made from it."""
+"""Motion-weight extraction (docs/design.md §8.8), its cache, and presets made from it."""
 import json
 import os
 

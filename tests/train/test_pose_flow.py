@@ -1,4 +1,4 @@
-"""Audio-to-pose flow (spec §8.5): exact inversion and log-determinant, NLL by brute-force change of
+"""Audio-to-pose flow (docs/design.md §8.5): exact inversion and log-determinant, NLL by brute-force change of
 variables, training on a tiny SynthTalk tree (the NLL falls), deterministic seeded sampling."""
 import math
 

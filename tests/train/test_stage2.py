@@ -1,4 +1,4 @@
-"""Stage 2 (expression decoupling, spec §8.3): identity start, what learns, bases kept, data, export."""
+"""Stage 2 (expression decoupling, docs/design.md §8.3): identity start, what learns, bases kept, data, export."""
 import numpy as np
 import pytest
 import torch

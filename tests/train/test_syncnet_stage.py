@@ -1,4 +1,4 @@
-"""SyncNet expert stage (spec §2.10): the input convention, the Wav2Lip expert converter, training
+"""SyncNet expert stage (docs/design.md §2.10): the input convention, the Wav2Lip expert converter, training
 on a tiny SynthTalk tree (in sync preferred over ±5-frame shifts) and the export the LSE metric loads."""
 import numpy as np
 import pytest

@@ -193,7 +193,7 @@ class MetricSuite:
             net = load_syncnet(path)
         except EDTalkError as exc:
             raise MetricUnavailable(str(exc)) from None
-        name = "SyncNet expert (spec §2.10), not syncnet_v2"
+        name = "SyncNet expert (docs/design.md §2.10), not syncnet_v2"
         steps = lse_steps(self.protocol, name, "our SyncNet expert", False, self.settings.max_offset)
         return SyncExpertScorer(net, self.settings.device), name, steps, {}
 

@@ -169,7 +169,7 @@ def load_eat_templates(path) -> EatTemplates:
 
 
 def stand_in_eat_templates() -> EatTemplates:
-    """Without EAT's files: EDTalk's 256² template (spec §7.1) scaled so its mouth is 42 px wide
+    """Without EAT's files: EDTalk's 256² template (docs/design.md §7.1) scaled so its mouth is 42 px wide
     (EAT's crop) and centred in the 128² window; one template for both eye states."""
     from ...face.align import TEMPLATE_68
 

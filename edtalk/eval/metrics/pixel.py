@@ -1,4 +1,4 @@
-"""PSNR / SSIM (scikit-image, spec §9) and LPIPS (the `lpips` package's network)."""
+"""PSNR / SSIM (scikit-image, docs/design.md §9) and LPIPS (the `lpips` package's network)."""
 from __future__ import annotations
 
 import warnings

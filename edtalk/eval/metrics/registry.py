@@ -70,7 +70,7 @@ WEIGHT_SOURCES: Dict[str, WeightSource] = {w.name: w for w in (
                  "syncnet_python's syncnet_v2.model (loaded as it is), or a TorchScript/.pt2 export with "
                  "forward(mfcc [N,1,13,20], video [N,3,5,224,224] BGR 0-255) -> (audio_emb, video_emb)"),
     WeightSource("syncnet", "--syncnet", "EDTALK_SYNCNET", ("lse_c", "lse_d"),
-                 "a SyncNet expert (spec §2.10): our saved folder from Training II or Wav2Lip's "
+                 "a SyncNet expert (docs/design.md §2.10): our saved folder from Training II or Wav2Lip's "
                  "lipsync_expert.pth; a stand-in, not comparable (used when no --syncnet-v2 is given)"),
     WeightSource("emotion", "--emotion-classifier", "EDTALK_EMOTION_CLASSIFIER", ("acc_emo",),
                  "EAT's Emotion-FAN checkpoint (self_relation-attention_*, from EAT's evaluation code), or a "

@@ -121,7 +121,7 @@ def window_indices(num_frames: int) -> np.ndarray:
 
 
 class SyncExpertScorer:
-    """LSE with a SyncNet expert (spec §2.10) on mel windows and 96² face boxes: a stand-in whose
+    """LSE with a SyncNet expert (docs/design.md §2.10) on mel windows and 96² face boxes: a stand-in whose
     values are not syncnet_v2's; the offset search is the reference's."""
 
     def __init__(self, syncnet, device="cpu", batch: int = 64):

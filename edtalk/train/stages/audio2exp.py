@@ -1,4 +1,4 @@
-"""Stage 5 — audio/text-to-expression (spec §8.6), stage name `audio2exp`.
+"""Stage 5 — audio/text-to-expression (docs/design.md §8.6), stage name `audio2exp`.
 
 Per clip of the split: u_a = mean‖std of the frozen Audio2Lip encoder's embeddings (the offline
 fallback, 1024-d; `model.audio2lip`), u_t = the text features of its transcript

@@ -1,4 +1,4 @@
-"""Stage 3 — audio-to-lip (spec §8.4): Audio2Lip learns α_m from 5-frame mel windows.
+"""Stage 3 — audio-to-lip (docs/design.md §8.4): Audio2Lip learns α_m from 5-frame mel windows.
 
 Item (:class:`edtalk.data.audio_datasets.Audio2LipItems`): 5 mel windows, targets α_m/α_p
 (the motion cache of `edtalk extract-motion`), 5 target frames, their face boxes, an identity

@@ -1,4 +1,4 @@
-"""Person-specific fine-tuning (spec §8.7): adapt a generator to one person from one video.
+"""Person-specific fine-tuning (docs/design.md §8.7): adapt a generator to one person from one video.
 
 Data: one video of the person — a clip of a layout tree (`data.root=TREE data.clip=NAME`) or a
 raw video file (`data.root=VIDEO`, face-cropped with the generation pipeline's face tube, 25 fps;

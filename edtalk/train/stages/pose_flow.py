@@ -1,4 +1,4 @@
-"""Stage 4 — audio-to-pose normalizing flow (spec §8.5), stage name `pose_flow`.
+"""Stage 4 — audio-to-pose normalizing flow (docs/design.md §8.5), stage name `pose_flow`.
 
 Data: the split's clips with cached α_p (`edtalk extract-motion --parts pose`, read with
 :func:`edtalk.train.motion.load_motion`) and the frozen Audio2Lip encoder's per-frame embeddings
@@ -28,7 +28,7 @@ POSE_FLOW_DEFAULTS = {
     "model": {
         "audio2lip": "???",   # frozen audio encoder: Audio2Lip.pt, a saved folder or an audio2lip run
         "flow": {"history": 10, "context": 5, "audio_proj": 64, "steps": 16, "hidden": 256, "lstm_layers": 2,
-                 "context_dropout": 0.5, "energy": False},   # energy: + per-frame log-RMS (spec §8.5)
+                 "context_dropout": 0.5, "energy": False},   # energy: + per-frame log-RMS (docs/design.md §8.5)
     },
     "data": {"seq_len": 80},
     "optim": {"flow": {"lr": 1e-3, "betas": [0.9, 0.999]}},

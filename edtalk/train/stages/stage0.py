@@ -1,4 +1,4 @@
-"""Stage 0 — encoder/decoder reconstruction (spec §8.1), LIA style.
+"""Stage 0 — encoder/decoder reconstruction (docs/design.md §8.1), LIA style.
 
 Î = G(appearance of `source`, every motion weight from `target`); G loss = L1 + pyramid
 perceptual + GAN (weights 1); D on (target, Î).  Trained in the lip-pose model's key space (a LIA

@@ -1,4 +1,4 @@
-"""Stage 1 — mouth–pose decoupling by cross-reconstruction (spec §8.2).
+"""Stage 1 — mouth–pose decoupling by cross-reconstruction (docs/design.md §8.2).
 
 Per item: identity frames a_id, b_id; targets a, b; mouth-swap crosses a_b (a's face with b's
 mouth) and b_a (b's face with a's mouth).  With d_m = Q_m α_m and d_p = Q_p α_p of a frame:

@@ -1,4 +1,4 @@
-"""Stage 2 — expression decoupling by self-reconstruction (spec §8.3).
+"""Stage 2 — expression decoupling by self-reconstruction (docs/design.md §8.3).
 
 The lip-pose model of stage 1 cannot express emotion; a new expression branch learns the
 complement.  Init: the stage-1 generator (a stage-1 run, its export, `EDTalk_lip_pose.pt` or our
@@ -62,7 +62,7 @@ STAGE2_DEFAULTS = OmegaConf.to_container(OmegaConf.merge(
 
 
 def identity_start(model: EDTalk) -> None:
-    """α_e ≡ 0 and EEM ≡ identity: zero exp_fc.2; norm2 γ-weight 0, γ-bias −1, β 0 (spec §8.3)."""
+    """α_e ≡ 0 and EEM ≡ identity: zero exp_fc.2; norm2 γ-weight 0, γ-bias −1, β 0 (docs/design.md §8.3)."""
     with torch.no_grad():
         last = model.exp_fc[-1]
         last.weight.zero_()

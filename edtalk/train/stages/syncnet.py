@@ -1,4 +1,4 @@
-"""SyncNet expert (spec §2.10): the Wav2Lip-style lip-sync discriminator, trained on a layout tree.
+"""SyncNet expert (docs/design.md §2.10): the Wav2Lip-style lip-sync discriminator, trained on a layout tree.
 
 Data: :class:`edtalk.data.audio_datasets.SyncNetPairs` — half in-sync pairs (5 face crops'
 lower halves in [0,1], frame-major, with the mel window of frame r+2), half shifted (a window
