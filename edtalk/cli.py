@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from pathlib import Path
 from typing import List, Optional
 
 from .errors import EDTalkError, exit_code_of
@@ -31,9 +32,11 @@ examples:
 """
 
 
-def _add_generate_args(p: argparse.ArgumentParser) -> None:
-    io = p.add_argument_group("inputs and output")
-    io.add_argument("--source", required=True, help="identity: a face image (or a video, for dubbing)")
+def _add_generate_args(p: argparse.ArgumentParser, batch: bool = False) -> None:
+    """generate's flags; `batch`: the same flags as defaults for every job of `edtalk batch` (none required)."""
+    io = p.add_argument_group("job defaults (any generate flag; a job's own values win)" if batch
+                              else "inputs and output")
+    io.add_argument("--source", required=not batch, help="identity: a face image (or a video, for dubbing)")
     io.add_argument("--lip", help="video whose mouth motion drives the lips (video-driven mode)")
     io.add_argument("--audio", help="speech that drives the lips (any format ffmpeg reads); also the output's sound, "
                     "kept at its own sample rate and channels")
@@ -51,9 +54,11 @@ def _add_generate_args(p: argparse.ArgumentParser) -> None:
     io.add_argument("--exp-intensity", type=float, default=1.0,
                     help="preset strength: 0 = neutral, 1 = the preset (default), >1 exaggerates")
     io.add_argument("--presets", metavar="DIR", default=None,
-                    help="take --exp presets from DIR/<name>.npy (e.g. from `edtalk make-presets`; "
-                         "default: $EDTALK_PRESETS, else the official presets)")
-    io.add_argument("--out", default="results/edtalk.mp4", help="output MP4 (default: results/edtalk.mp4)")
+                    help="take --exp presets from DIR/<name>.npy (e.g. from `edtalk make-presets`; default: the "
+                         "presets/ folder beside the generator, e.g. checkpoints/synthtalk/presets, else "
+                         "$EDTALK_PRESETS, else the official presets)")
+    io.add_argument("--out", default=None if batch else "results/edtalk.mp4",
+                    help="output MP4 (default: results/edtalk.mp4)")
     io.add_argument("--save-frames", metavar="DIR", help="also write every frame as PNG into DIR")
 
     mdl = p.add_argument_group("checkpoints")
@@ -90,6 +95,19 @@ def _add_generate_args(p: argparse.ArgumentParser) -> None:
     run.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+BATCH_EPILOG = """\
+JOBS.jsonl, one job a line (generate's option names, with - or _; relative paths are relative to the file):
+  {"source": "faces/ann.png", "audio": "speech/1.wav", "exp": "happy", "out": "out/ann_1.mp4"}
+  {"source": "faces/bob.png", "lip": "talk.mp4", "pose": "pose.mp4", "no_crop": true, "out": "out/bob.mp4"}
+Flags after JOBS.jsonl are defaults for every job (relative to the working folder), e.g.
+  edtalk batch jobs.jsonl --checkpoint-dir checkpoints/synthtalk --no-crop --exp-intensity 1.2
+A job whose "out" exists is skipped, so running it again resumes. A failed job is one line on stderr and
+the list goes on; a summary comes last; the exit code is 1 if any job failed.
+Many processes, one or many machines (each job runs once, on rank = job index mod world size):
+  torchrun --nproc_per_node 4 -m edtalk batch jobs.jsonl
+  torchrun --nnodes 2 --node_rank R --master_addr HOST --nproc_per_node 8 -m edtalk batch jobs.jsonl
+"""
+
 EVALUATE_EPILOG = """\
   edtalk evaluate --pred results/pred --gt data/mead --out results/eval        (gt: a layout tree or a folder of videos)
   edtalk evaluate --checkpoint checkpoints/EDTalk.pt --data data/mead --split test --mode video --out results/eval
@@ -122,8 +140,18 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--force", action="store_true", help="replace files that are already there")
 
     pr = sub.add_parser("presets", help="list the expression presets")
-    pr.add_argument("--presets", metavar="DIR", default=None, help="list the presets of DIR (default: $EDTALK_PRESETS "
-                    "or the official ones)")
+    pr.add_argument("--checkpoint-dir", default="checkpoints",
+                    help="the model folder whose presets/ are listed (default: checkpoints)")
+    pr.add_argument("--presets", metavar="DIR", default=None, help="list the presets of DIR (default: the model "
+                    "folder's presets/, else $EDTALK_PRESETS, else the official ones)")
+
+    bt = sub.add_parser("batch", help="many generations from a JSON-lines file (resumable; torchrun shards it)",
+                        description="Run every job of JOBS.jsonl: one JSON object a line, with generate's option "
+                                    "names. Models load once per process.",
+                        epilog=BATCH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    bt.add_argument("jobs", metavar="JOBS.jsonl", help="one JSON object a line, e.g. "
+                    '{"source": "face.png", "audio": "a.wav", "exp": "happy", "out": "out/a.mp4"}')
+    _add_generate_args(bt, batch=True)
 
     ex = sub.add_parser("examples", help="(re)generate the bundled example inputs")
     ex.add_argument("--out", default="examples", help="folder (default: examples)")
@@ -160,23 +188,25 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     web.add_argument("--examples", metavar="DIR", help="example inputs shown on the page (default: the repository's examples/)")
     web.add_argument("--presets", metavar="DIR", help="expression presets from a folder of <name>.npy "
-                                                       "(default: $EDTALK_PRESETS or the official 8)")
+                                                       "(default: the model folder's presets/, else "
+                                                       "$EDTALK_PRESETS, else the official 8)")
     return parser
 
 
-def _cmd_generate(args) -> int:
-    from .pipelines.generate import GenerateOptions, generate
-    from .runtime import keep_freed_memory
+def generate_options(args):
+    """generate's parsed flags → GenerateOptions (also each job of `edtalk batch`)."""
+    from .pipelines.generate import GenerateOptions
 
     if args.batch_size is not None and args.batch_size < 1:
         raise EDTalkError("--batch-size must be at least 1")
     if args.presets:
-        from .presets import use_preset_dir
+        from .presets import load_preset_dir
 
-        use_preset_dir(args.presets)
-    opts = GenerateOptions(
+        load_preset_dir(args.presets)  # a bad folder fails before any work
+    return GenerateOptions(
         source=args.source, out=args.out, lip=args.lip, audio=args.audio, pose=args.pose, exp=args.exp,
-        exp_intensity=args.exp_intensity, checkpoint=args.checkpoint, audio2lip_checkpoint=args.audio2lip_checkpoint,
+        exp_intensity=args.exp_intensity, presets=args.presets, checkpoint=args.checkpoint,
+        audio2lip_checkpoint=args.audio2lip_checkpoint,
         checkpoint_dir=args.checkpoint_dir, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
         crop=args.crop, paste_back=args.paste_back, legacy_normalize=args.legacy_normalize, smoothing=args.smoothing,
         parity=args.parity, save_frames=args.save_frames, face_backend=args.face_backend, progress=not args.quiet,
@@ -184,10 +214,25 @@ def _cmd_generate(args) -> int:
         pose_temperature=args.pose_temperature, seed=args.seed, pose_flow_checkpoint=args.pose_flow_checkpoint,
         exp_text=args.exp_text, exp_predictor_checkpoint=args.exp_predictor_checkpoint,
     )
+
+
+def _cmd_generate(args) -> int:
+    from .pipelines.generate import generate
+    from .runtime import keep_freed_memory
+
+    opts = generate_options(args)
     keep_freed_memory()  # reuse activation buffers across frames (glibc); ~15% faster on CPU
     result = generate(opts)
     print(f"wrote {result.path} ({result.num_frames} frames at 25 fps, {result.mode} mode, {result.variant} model)")
     return 0
+
+
+def _cmd_batch(args) -> int:
+    from .pipelines.batch import run_batch
+
+    job_parser = argparse.ArgumentParser(prog="edtalk batch", add_help=False)
+    _add_generate_args(job_parser, batch=True)
+    return run_batch(args.jobs, defaults=args, flags=job_parser._actions, to_options=generate_options)
 
 
 def _cmd_download(args) -> int:
@@ -198,11 +243,13 @@ def _cmd_download(args) -> int:
 
 
 def _cmd_presets(args) -> int:
-    from .presets import preset_names, use_preset_dir
+    from .pipelines.generate import model_part
+    from .presets import choose_preset_dir, describe_preset_dir, preset_names, presets_from
 
-    if args.presets:
-        use_preset_dir(args.presets)
-    print("expression presets: " + " ".join(preset_names()))
+    folder = Path(args.checkpoint_dir)
+    generator = model_part(folder, "EDTalk.pt") or folder / "EDTalk.pt"  # presets/ sits beside it
+    with presets_from(choose_preset_dir(args.presets, generator)) as chosen:
+        print(f"expression presets ({describe_preset_dir(chosen)}): " + " ".join(preset_names()))
     print('blend with e.g. --exp "happy:0.7+surprised:0.3"; scale with --exp-intensity')
     return 0
 
@@ -225,11 +272,11 @@ def _cmd_webui(args) -> int:
     from .webui import serve
 
     if args.presets:
-        from .presets import use_preset_dir
+        from .presets import load_preset_dir
 
-        use_preset_dir(args.presets)
+        load_preset_dir(args.presets)  # a bad folder fails before the server starts
     serve(host=args.host, port=args.port, share=args.share, checkpoint_dir=args.checkpoint_dir, device=args.device,
-          examples_dir=args.examples)
+          examples_dir=args.examples, presets=args.presets)
     return 0
 
 
@@ -251,8 +298,9 @@ def _cmd_evaluate(args) -> int:
     return evaluate_command(args)
 
 
-COMMANDS = {"evaluate": _cmd_evaluate, "generate": _cmd_generate, "download": _cmd_download, "presets": _cmd_presets, "examples": _cmd_examples, "train": _cmd_train,
-            "webui": _cmd_webui, "extract-motion": _cmd_extract_motion, "make-presets": _cmd_make_presets}
+COMMANDS = {"evaluate": _cmd_evaluate, "generate": _cmd_generate, "batch": _cmd_batch, "download": _cmd_download,
+            "presets": _cmd_presets, "examples": _cmd_examples, "train": _cmd_train, "webui": _cmd_webui,
+            "extract-motion": _cmd_extract_motion, "make-presets": _cmd_make_presets}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -267,10 +315,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         return exit_code_of(COMMANDS[args.command], args)
     finally:
         warnings.formatwarning = previous_format
-        if getattr(args, "presets", None):  # --presets is per command, not for the rest of the process
-            from .presets import use_preset_dir
-
-            use_preset_dir(None)
 
 
 if __name__ == "__main__":

@@ -33,8 +33,10 @@ class ImageTooLargeError(InputError):
 
 
 def _too_large(path, megapixels: str) -> ImageTooLargeError:
-    return ImageTooLargeError(f"image is too large: {path} has {megapixels} megapixels "
-                              f"(at most {MAX_IMAGE_PIXELS / 1e6:.0f})")
+    error = ImageTooLargeError(f"image is too large: {path} has {megapixels} megapixels "
+                               f"(at most {MAX_IMAGE_PIXELS / 1e6:.0f})")
+    error.megapixels = megapixels  # for messages that name the file their own way (the web page)
+    return error
 
 
 def _bomb_megapixels(exc: Exception) -> str:
