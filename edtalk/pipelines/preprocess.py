@@ -1,4 +1,4 @@
-"""Inputs → model tensors (spec §5.4): crop, 25 fps, resize, [-1,1]; crop parameters kept for paste-back.
+"""Inputs → model tensors (docs/design.md §5.4): crop, 25 fps, resize, [-1,1]; crop parameters kept for paste-back.
 
 Videos are never held whole: `open_video` runs the face tube's first pass (detection on frames
 decoded at ≤640 px, 25 fps by timestamps) keeping only boxes, and `VideoSource` then decodes
@@ -74,7 +74,7 @@ def load_image(path) -> np.ndarray:
 
 
 def image_to_tensor(image: np.ndarray, size: int) -> torch.Tensor:
-    """PIL bicubic resize to size² if needed → /255 in float64 → float32 → (x−0.5)·2 (spec §3.1 #14)."""
+    """PIL bicubic resize to size² if needed → /255 in float64 → float32 → (x−0.5)·2 (docs/design.md §3.1 #14)."""
     from PIL import Image
 
     if image.shape[:2] != (size, size):
