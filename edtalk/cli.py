@@ -123,6 +123,31 @@ def _add_evaluate_args(p: argparse.ArgumentParser) -> None:
     add_evaluate_arguments(p)
 
 
+def _add_extract_motion_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="EDTalk .pt / EDTalk_lip_pose.pt or a saved model folder")
+    p.add_argument("--data", required=True, help="layout tree (MEAD or HDTF style)")
+    p.add_argument("--parts", default=None,
+                   help="comma list of mouth,pose,exp (default: all the model has; exp needs EDTalk)")
+    p.add_argument("--split", default="all", help="train, test or all (default)")
+    p.add_argument("--batch-size", type=int, default=32, help="frames per forward pass (default 32)")
+    p.add_argument("--overwrite", action="store_true", help="recompute clips that already have files")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_make_presets_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="EDTalk (full) .pt or saved model folder (for the α_e cache)")
+    p.add_argument("--data", required=True, help="MEAD-style tree")
+    p.add_argument("--levels", default="3", help="levels of the emotional clips: 3 (default), a list like 2,3, or all")
+    p.add_argument("--split", default="train", help="split to average (default train)")
+    p.add_argument("--out", required=True, help="folder for <emotion>.npy and presets.json")
+    p.add_argument("--batch-size", type=int, default=32, help="frames per forward pass when extracting")
+    p.add_argument("--overwrite", action="store_true", help="re-extract α_e even where the cache has it "
+                   "(use after changing the checkpoint)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edtalk",
@@ -163,15 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
                         epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_train_args(tr)
 
-    from .train.motion import add_extract_motion_args, add_make_presets_args
-
     em = sub.add_parser("extract-motion", help="cache per-frame mouth/pose/expression weights of a training tree",
                         description="Write <tree>/EDTalk_{lip,pose,exp}_feature/<clip>.npy (spec §8.8); resumable.")
-    add_extract_motion_args(em)
+    _add_extract_motion_args(em)
     mp = sub.add_parser("make-presets", help="expression presets = mean α_e per emotion of a MEAD-style tree",
                         description="Average α_e per emotion over a MEAD tree's train split (spec §8.8) into "
                                     "<emotion>.npy (1,10) files usable with `generate --exp NAME --presets DIR`.")
-    add_make_presets_args(mp)
+    _add_make_presets_args(mp)
 
     ev = sub.add_parser("evaluate", help="the paper's metrics (PSNR, SSIM, LPIPS, LMD, FID, LSE, Acc_emo, CSIM)",
                         description="Evaluate generated videos against ground truth (spec §9): per-clip CSV, JSON "
@@ -283,13 +306,17 @@ def _cmd_webui(args) -> int:
 def _cmd_extract_motion(args) -> int:
     from .train.motion import run_extract_motion
 
-    return run_extract_motion(args)
+    print(run_extract_motion(args.checkpoint, args.data, args.parts, args.split, args.batch_size, args.overwrite,
+                             args.device, progress=not args.quiet))
+    return 0
 
 
 def _cmd_make_presets(args) -> int:
     from .train.motion import run_make_presets
 
-    return run_make_presets(args)
+    print(run_make_presets(args.checkpoint, args.data, args.out, args.levels, args.split, args.batch_size,
+                           args.overwrite, args.device, progress=not args.quiet))
+    return 0
 
 
 def _cmd_evaluate(args) -> int:

@@ -1,11 +1,8 @@
 """Motion weights of training clips (spec §8.8) and expression presets made from them.
 
 Extraction runs a generator's encoder and navigation heads over every frame of a layout tree
-and caches the weights next to the other side files (spec §7.3)::
-
-    <root>/EDTalk_lip_feature/<name>.npy    α_m [T,20] float32  (lip-pose model or EDTalk)
-    <root>/EDTalk_pose_feature/<name>.npy   α_p [T,6]  float32  (lip-pose model or EDTalk)
-    <root>/EDTalk_exp_feature/<name>.npy    α_e [T,10] float32  (EDTalk only)
+and caches the weights next to the other side files (the layout and its reader:
+:mod:`edtalk.data.motion_cache`).
 
 The official recipe takes α_m/α_p from the lip-pose model and α_e from EDTalk: run extraction
 once per model with the matching `parts`.  Extraction is idempotent (clips whose files exist are
@@ -18,7 +15,7 @@ Library::
     presets = compute_presets(root, levels=(3,))      # emotion → mean α_e over the train split
     write_presets(presets, out_dir)          # <emotion>.npy (1,10) + presets.json
 
-CLI::
+CLI (:mod:`edtalk.cli` parses; `run_extract_motion` / `run_make_presets` do the work)::
 
     edtalk extract-motion --checkpoint CKPT --data TREE [--parts mouth,pose,exp] [--split train|test|all]
     edtalk make-presets --checkpoint EDTALK --data MEAD_TREE [--levels 3|all] --out DIR
@@ -34,21 +31,14 @@ import numpy as np
 import torch
 
 from ..data import layout
+from ..data.motion_cache import PART_DIMS, PART_DIRS, load_motion, motion_path
+from ..data.motion_cache import save_array_atomic as _save_atomic
 from ..errors import InputError
 
 __all__ = ["PART_DIRS", "PART_DIMS", "motion_path", "extract_motion", "load_motion", "load_generator",
-           "compute_presets", "write_presets", "PRESETS_JSON"]
+           "compute_presets", "write_presets", "PRESETS_JSON", "run_extract_motion", "run_make_presets"]
 
-PART_DIRS = {"mouth": "EDTalk_lip_feature", "pose": "EDTalk_pose_feature", "exp": "EDTalk_exp_feature"}
-PART_DIMS = {"mouth": 20, "pose": 6, "exp": 10}
 PRESETS_JSON = "presets.json"
-
-
-def motion_path(root, name: str, part: str) -> Path:
-    """<root>/<EDTalk_*_feature>/<name>.npy of one clip and part."""
-    if part not in PART_DIRS:
-        raise InputError(f"unknown motion part {part!r}; choose from {', '.join(PART_DIRS)}")
-    return Path(root) / PART_DIRS[part] / f"{name}.npy"
 
 
 def _check_parts(parts: Sequence[str], model) -> List[str]:
@@ -61,14 +51,6 @@ def _check_parts(parts: Sequence[str], model) -> List[str]:
     if not parts:
         raise InputError("no motion parts to extract")
     return parts
-
-
-def _save_atomic(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        np.save(fh, array)
-    os.replace(tmp, path)
 
 
 def _clip_weights(model, store, name: str, parts: Sequence[str], batch_size: int) -> Dict[str, np.ndarray]:
@@ -125,29 +107,11 @@ def extract_motion(model, root, names: Optional[Iterable[str]] = None, parts: Se
     return {"written": len(todo), "skipped": len(names) - len(todo)}
 
 
-def load_motion(root, name: str, part: str) -> np.ndarray:
-    """Cached α of one clip: mouth [T,20], pose [T,6] or exp [T,10] (float32)."""
-    path = motion_path(root, name, part)
-    if not path.is_file():
-        model = "an EDTalk (full) model" if part == "exp" else "the lip-pose model (or EDTalk)"
-        raise InputError(f"no cached {part} weights for {name} ({path}); run `edtalk extract-motion --checkpoint "
-                         f"CKPT --data {root} --parts {part}` with {model}")
-    arr = np.load(path, allow_pickle=False)
-    if arr.ndim != 2 or arr.shape[1] != PART_DIMS[part]:
-        raise InputError(f"{path} has shape {arr.shape}, expected [T,{PART_DIMS[part]}]")
-    return arr.astype(np.float32, copy=False)
-
-
 def load_generator(checkpoint, device="cpu"):
-    """An EDTalk generator (eval, frozen) from an official `.pt` or a saved model folder."""
-    from ..errors import CheckpointError
+    """An EDTalk generator (eval, frozen) from an official `.pt`, a saved model folder or a run."""
     from ..model import EDTalk
 
-    path = Path(checkpoint)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    model = EDTalk.from_pretrained(path) if path.is_dir() else EDTalk.from_official(path)
-    return model.to(device).eval().requires_grad_(False)
+    return EDTalk.from_pretrained(checkpoint, device).requires_grad_(False)
 
 
 # ----------------------------------------------------------------------------- presets
@@ -218,7 +182,7 @@ def write_presets(result: dict, out, source: Optional[dict] = None) -> List[Path
     return written + [path]
 
 
-# ----------------------------------------------------------------------------- CLI
+# ----------------------------------------------------------------------------- commands (edtalk.cli parses)
 
 
 def _parse_parts(text: str) -> List[str]:
@@ -233,46 +197,22 @@ def _split_names(root: Path, split: str) -> List[str]:
     return layout.read_split(root, split)
 
 
-def add_extract_motion_args(p) -> None:
-    p.add_argument("--checkpoint", required=True, help="EDTalk .pt / EDTalk_lip_pose.pt or a saved model folder")
-    p.add_argument("--data", required=True, help="layout tree (MEAD or HDTF style)")
-    p.add_argument("--parts", default=None,
-                   help="comma list of mouth,pose,exp (default: all the model has; exp needs EDTalk)")
-    p.add_argument("--split", default="all", help="train, test or all (default)")
-    p.add_argument("--batch-size", type=int, default=32, help="frames per forward pass (default 32)")
-    p.add_argument("--overwrite", action="store_true", help="recompute clips that already have files")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+def run_extract_motion(checkpoint, data, parts: Optional[str] = None, split: str = "all", batch_size: int = 32,
+                       overwrite: bool = False, device: str = "auto", progress: bool = True) -> str:
+    """`edtalk extract-motion`: cache α of a tree's clips; returns the summary line."""
+    from ..runtime import resolve_device
 
-
-def run_extract_motion(args) -> int:
-    from ..pipelines.generate import resolve_device
-
-    model = load_generator(args.checkpoint, resolve_device(args.device))
+    model = load_generator(checkpoint, resolve_device(device))
     default = ("mouth", "pose", "exp") if model.has_expression else ("mouth", "pose")
-    parts = _parse_parts(args.parts) if args.parts else list(default)
-    root = Path(args.data)
-    done = extract_motion(model, root, _split_names(root, args.split), parts, args.batch_size, args.overwrite,
-                          progress=not args.quiet)
+    parts = _parse_parts(parts) if parts else list(default)
+    root = Path(data)
+    done = extract_motion(model, root, _split_names(root, split), parts, batch_size, overwrite, progress=progress)
     dirs = ", ".join(str(root / PART_DIRS[p]) for p in parts)
-    print(f"extracted {'/'.join(parts)} weights of {done['written']} clips ({done['skipped']} already cached) into {dirs}")
-    return 0
+    return f"extracted {'/'.join(parts)} weights of {done['written']} clips ({done['skipped']} already cached) into {dirs}"
 
 
-def add_make_presets_args(p) -> None:
-    p.add_argument("--checkpoint", required=True, help="EDTalk (full) .pt or saved model folder (for the α_e cache)")
-    p.add_argument("--data", required=True, help="MEAD-style tree")
-    p.add_argument("--levels", default="3", help="levels of the emotional clips: 3 (default), a list like 2,3, or all")
-    p.add_argument("--split", default="train", help="split to average (default train)")
-    p.add_argument("--out", required=True, help="folder for <emotion>.npy and presets.json")
-    p.add_argument("--batch-size", type=int, default=32, help="frames per forward pass when extracting")
-    p.add_argument("--overwrite", action="store_true", help="re-extract α_e even where the cache has it "
-                   "(use after changing the checkpoint)")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def _parse_levels(text: str) -> Optional[List[int]]:
+def parse_levels(text: str) -> Optional[List[int]]:
+    """`all` → None (every level), else a list of intensity levels such as `3` or `2,3`."""
     if str(text).strip().lower() == "all":
         return None
     try:
@@ -284,16 +224,17 @@ def _parse_levels(text: str) -> Optional[List[int]]:
     return levels
 
 
-def run_make_presets(args) -> int:
-    from ..pipelines.generate import resolve_device
+def run_make_presets(checkpoint, data, out, levels: str = "3", split: str = "train", batch_size: int = 32,
+                     overwrite: bool = False, device: str = "auto", progress: bool = True) -> str:
+    """`edtalk make-presets`: α_e cache of the clips averaged, then written; returns the summary line."""
+    from ..runtime import resolve_device
 
-    root, levels = Path(args.data), _parse_levels(args.levels)
-    names = [n for clips in _preset_clips(root, args.split, levels).values() for n in clips]
-    model = load_generator(args.checkpoint, resolve_device(args.device))
-    extract_motion(model, root, names, ("exp",), args.batch_size, args.overwrite, progress=not args.quiet)
-    result = compute_presets(root, args.split, levels)
-    written = write_presets(result, args.out, {"checkpoint": str(args.checkpoint), "data": str(root),
-                                               "split": args.split, "levels": levels or "all"})
-    print(f"wrote {len(result['presets'])} presets ({', '.join(result['presets'])}) to {args.out}; "
-          f"use them with `edtalk generate --exp <name> --presets {args.out}`")
-    return 0 if written else 2
+    root, chosen = Path(data), parse_levels(levels)
+    names = [n for clips in _preset_clips(root, split, chosen).values() for n in clips]
+    model = load_generator(checkpoint, resolve_device(device))
+    extract_motion(model, root, names, ("exp",), batch_size, overwrite, progress=progress)
+    result = compute_presets(root, split, chosen)
+    write_presets(result, out, {"checkpoint": str(checkpoint), "data": str(root), "split": split,
+                                "levels": chosen or "all"})
+    return (f"wrote {len(result['presets'])} presets ({', '.join(result['presets'])}) to {out}; "
+            f"use them with `edtalk generate --exp <name> --presets {out}`")
