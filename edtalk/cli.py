@@ -189,15 +189,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_args(tr)
 
     em = sub.add_parser("extract-motion", help="cache per-frame mouth/pose/expression weights of a training tree",
-                        description="Write <tree>/EDTalk_{lip,pose,exp}_feature/<clip>.npy (spec §8.8); resumable.")
+                        description="Write <tree>/EDTalk_{lip,pose,exp}_feature/<clip>.npy (docs/design.md §8.8); resumable.")
     _add_extract_motion_args(em)
     mp = sub.add_parser("make-presets", help="expression presets = mean α_e per emotion of a MEAD-style tree",
-                        description="Average α_e per emotion over a MEAD tree's train split (spec §8.8) into "
+                        description="Average α_e per emotion over a MEAD tree's train split (docs/design.md §8.8) into "
                                     "<emotion>.npy (1,10) files usable with `generate --exp NAME --presets DIR`.")
     _add_make_presets_args(mp)
 
     ev = sub.add_parser("evaluate", help="the paper's metrics (PSNR, SSIM, LPIPS, LMD, FID, LSE, Acc_emo, CSIM)",
-                        description="Evaluate generated videos against ground truth (spec §9): per-clip CSV, JSON "
+                        description="Evaluate generated videos against ground truth (docs/design.md §9): per-clip CSV, JSON "
                                     "summary, markdown table in the paper's layout, PNG plots.",
                         epilog=EVALUATE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_evaluate_args(ev)

@@ -1,4 +1,4 @@
-"""Motion weights of training clips (spec §8.8) and expression presets made from them.
+"""Motion weights of training clips (docs/design.md §8.8) and expression presets made from them.
 
 Extraction runs a generator's encoder and navigation heads over every frame of a layout tree
 and caches the weights next to the other side files (the layout and its reader:
@@ -141,7 +141,7 @@ def _preset_clips(root: Path, split: str, levels: Optional[Sequence[int]]) -> Di
 
 
 def compute_presets(root, split: str = "train", levels: Optional[Sequence[int]] = (3,)) -> dict:
-    """Per emotion, the mean α_e over all frames of its clips (spec §8.8); from the motion cache.
+    """Per emotion, the mean α_e over all frames of its clips (docs/design.md §8.8); from the motion cache.
 
     `levels` picks the emotional clips' intensity levels (None = all); neutral always uses every
     neutral clip.  Returns {"presets": {emotion: float32 [10]}, "per_level": {emotion: {level:
