@@ -1,5 +1,5 @@
-"""Audio-driven training items over :mod:`edtalk.data.layout` trees: the SyncNet expert (spec
-§2.10) and audio-to-lip (docs/design.md §8.4).
+"""Audio-driven training items over :mod:`edtalk.data.layout` trees: the SyncNet expert
+(docs/design.md §2.10) and audio-to-lip (docs/design.md §8.4).
 
 The lip-sync input convention (Wav2Lip's, used everywhere in edtalk — training, the audio-to-lip
 sync loss and the LSE stand-in of :mod:`edtalk.eval.metrics.sync`):

@@ -1,6 +1,6 @@
-"""The motion cache of a layout tree (docs/design.md §8.8): per-clip motion weights α next to the other side
-files (docs/design.md §7.3), written by `edtalk extract-motion` (:mod:`edtalk.train.motion`) and read by the
-datasets that train on them::
+"""The motion cache of a layout tree (docs/design.md §8.8): per-clip motion weights α next to the
+other side files (docs/design.md §7.3), written by `edtalk extract-motion` (:mod:`edtalk.train.motion`)
+and read by the datasets that train on them::
 
     <root>/EDTalk_lip_feature/<name>.npy    α_m [T,20] float32  (lip-pose model or EDTalk)
     <root>/EDTalk_pose_feature/<name>.npy   α_p [T,6]  float32  (lip-pose model or EDTalk)
