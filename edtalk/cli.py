@@ -93,6 +93,9 @@ def _add_generate_args(p: argparse.ArgumentParser, batch: bool = False) -> None:
                      help="official per-demo behaviour: zero-padded smoothing; EDTalk-A/V hold the pose video's "
                           "last frame (lip-pose and dubbing ping-pong)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    from .onnx.cli import add_engine_arguments
+
+    add_engine_arguments(run)  # --engine torch|onnx, --onnx-dir
 
 
 BATCH_EPILOG = """\
@@ -213,6 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--presets", metavar="DIR", help="expression presets from a folder of <name>.npy "
                                                        "(default: the model folder's presets/, else "
                                                        "$EDTALK_PRESETS, else the official 8)")
+
+    from .onnx.cli import EXPORT_DESCRIPTION, EXPORT_EPILOG, add_export_onnx_arguments
+
+    ox = sub.add_parser("export-onnx", help="export the networks to ONNX for onnxruntime (generate --engine onnx)",
+                        description=EXPORT_DESCRIPTION, epilog=EXPORT_EPILOG,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_export_onnx_arguments(ox)
     return parser
 
 
@@ -236,6 +246,7 @@ def generate_options(args):
         face_sr=args.face_sr, face_sr_weights=args.face_sr_weights,
         pose_temperature=args.pose_temperature, seed=args.seed, pose_flow_checkpoint=args.pose_flow_checkpoint,
         exp_text=args.exp_text, exp_predictor_checkpoint=args.exp_predictor_checkpoint,
+        engine=args.engine, onnx_dir=args.onnx_dir,
     )
 
 
@@ -256,6 +267,12 @@ def _cmd_batch(args) -> int:
     job_parser = argparse.ArgumentParser(prog="edtalk batch", add_help=False)
     _add_generate_args(job_parser, batch=True)
     return run_batch(args.jobs, defaults=args, flags=job_parser._actions, to_options=generate_options)
+
+
+def _cmd_export_onnx(args) -> int:
+    from .onnx.cli import export_onnx_command
+
+    return export_onnx_command(args)
 
 
 def _cmd_download(args) -> int:
@@ -327,7 +344,7 @@ def _cmd_evaluate(args) -> int:
 
 COMMANDS = {"evaluate": _cmd_evaluate, "generate": _cmd_generate, "batch": _cmd_batch, "download": _cmd_download,
             "presets": _cmd_presets, "examples": _cmd_examples, "train": _cmd_train, "webui": _cmd_webui,
-            "extract-motion": _cmd_extract_motion, "make-presets": _cmd_make_presets}
+            "extract-motion": _cmd_extract_motion, "make-presets": _cmd_make_presets, "export-onnx": _cmd_export_onnx}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

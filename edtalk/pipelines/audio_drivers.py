@@ -24,6 +24,7 @@ from ..errors import CheckpointError, InputError
 from ..networks.expression_predictor import EXPRESSION_DIR as AUDIO2EXP_DIR
 from ..networks.expression_predictor import load_expression_predictor
 from ..networks.pose_flow import POSE_FLOW_DIR, load_pose_flow
+from ..onnx.runtime import load_onnx_expression_predictor, load_onnx_pose_flow, uses_onnx
 from .loader_cache import cached_loader  # loaded once per process (the web page, edtalk batch)
 
 __all__ = ["PREDICTED_EXP", "POSE_FLOW_DIR", "AUDIO2EXP_DIR", "pose_is_audio", "prepare_predicted_drivers",
@@ -37,12 +38,20 @@ def pose_is_audio(pose) -> bool:
 
 
 def _pose_flow_path(opts) -> Path:
+    if uses_onnx(opts):  # the export's own copy (edtalk export-onnx)
+        return Path(opts.onnx_dir or ".") / POSE_FLOW_DIR
     return Path(opts.pose_flow_checkpoint) if opts.pose_flow_checkpoint else Path(opts.checkpoint_dir) / POSE_FLOW_DIR
 
 
 def _predictor_path(opts) -> Path:
+    if uses_onnx(opts):
+        return Path(opts.onnx_dir or ".") / AUDIO2EXP_DIR
     return (Path(opts.exp_predictor_checkpoint) if opts.exp_predictor_checkpoint
             else Path(opts.checkpoint_dir) / AUDIO2EXP_DIR)
+
+
+def _loader(opts, torch_loader, onnx_loader):
+    return cached_loader(onnx_loader if uses_onnx(opts) else torch_loader)
 
 
 def _check_exists(path: Path, what: str, flag: str, config: str) -> None:
@@ -85,7 +94,7 @@ def _embeddings(audio2lip, wav: np.ndarray) -> torch.Tensor:
 @torch.no_grad()
 def audio_pose_sequence(opts, wav: np.ndarray, own_pose: torch.Tensor) -> torch.Tensor:
     """α_p [T,6] (one per audio frame) sampled by the flow, seeded with the source's α_p [1,6]."""
-    flow, audio2lip = cached_loader(load_pose_flow)(_pose_flow_path(opts))
+    flow, audio2lip = _loader(opts, load_pose_flow, load_onnx_pose_flow)(_pose_flow_path(opts))
     generator = torch.Generator().manual_seed(int(opts.seed))
     audio = _embeddings(audio2lip, wav)
     if flow.config.energy:
@@ -100,7 +109,8 @@ def predicted_expression(opts, wav: Optional[np.ndarray], device) -> torch.Tenso
     """One α_e [1,10] for the utterance from the speech (`--exp audio`) and/or `--exp-text`."""
     from ..text_emotion import TextFeatures
 
-    net, audio2lip, text_encoder = cached_loader(load_expression_predictor)(_predictor_path(opts))
+    net, audio2lip, text_encoder = _loader(opts, load_expression_predictor,
+                                           load_onnx_expression_predictor)(_predictor_path(opts))
     audio = utterance_features(_embeddings(audio2lip, wav))[None] if str(opts.exp).lower() == "audio" else None
     text = None
     if opts.exp_text is not None:

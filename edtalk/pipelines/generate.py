@@ -77,6 +77,8 @@ class GenerateOptions:
     pose_flow_checkpoint: Optional[str] = None  # None: <checkpoint_dir>/pose_flow
     exp_text: Optional[str] = None  # a sentence whose emotion drives the expression
     exp_predictor_checkpoint: Optional[str] = None  # None: <checkpoint_dir>/audio2exp
+    engine: str = "torch"  # or "onnx": the networks of an `edtalk export-onnx` folder, run by onnxruntime
+    onnx_dir: Optional[str] = None  # the export folder (--engine onnx)
 
 
 @dataclass
@@ -376,7 +378,8 @@ class GenerationResult:
 def generate(opts: GenerateOptions, model=None, audio2lip=None) -> GenerationResult:
     """Run one generation end to end and write `opts.out` atomically (no partial file on error).
     Presets come from `opts.presets`, else from the generator's own presets/ folder (edtalk.presets)."""
-    with presets_from(choose_preset_dir(opts.presets, resolve_checkpoint(opts))):
+    generator = resolve_checkpoint(opts) if opts.engine != "onnx" else Path(opts.onnx_dir or ".") / "EDTalk"
+    with presets_from(choose_preset_dir(opts.presets, generator)):
         return _generate(opts, model, audio2lip)
 
 
@@ -396,6 +399,10 @@ def _generate(opts: GenerateOptions, model, audio2lip) -> GenerationResult:
     if opts.audio:  # the 16 kHz mono copy feeds the mel features only; the output gets the file itself
         wav = audio_lib.load_audio(opts.audio)
         audio_lib.check_audio(wav, opts.audio)
+    if model is None:  # --engine onnx: the exported graphs (edtalk.onnx); torch: None here
+        from ..onnx.runtime import load_engine_models
+
+        model, audio2lip = load_engine_models(opts, not expression_is_none(opts.exp), mode in ("audio", "dubbing"))
     if model is None:
         model, audio2lip = load_models(opts, need_audio=mode in ("audio", "dubbing"), device=device, dtype=dtype)
     expression_kind(opts.exp)  # validate before any heavy work
