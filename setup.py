@@ -9,6 +9,8 @@ requirements = [
     if line.strip() and not line.startswith("#")
 ]
 
+ONNX = ["onnx>=1.17", "onnxscript>=0.5", "onnxruntime>=1.18"]
+
 setup(
     name="edtalk",
     version="0.1.0",
@@ -30,7 +32,9 @@ setup(
     package_data={"edtalk.data": ["splits/*.json", "splits/README.md"]},
     install_requires=requirements,
     # import-linter: tests/test_import_contracts.py checks .importlinter (2.6 has acyclic_siblings)
-    extras_require={"test": ["pytest>=7", "import-linter>=2.6"], "mediapipe": ["mediapipe"],
-                    "face-alignment": ["face-alignment"], "face-sr": ["gfpgan"]},
+    # onnx: `edtalk export-onnx` (torch's dynamo exporter needs onnxscript) and `generate --engine onnx`
+    # (onnxruntime; onnxruntime-gpu instead for the CUDA provider)
+    extras_require={"test": ["pytest>=7", "import-linter>=2.6", *ONNX], "mediapipe": ["mediapipe"],
+                    "face-alignment": ["face-alignment"], "face-sr": ["gfpgan"], "onnx": ONNX},
     entry_points={"console_scripts": ["edtalk=edtalk.cli:main"]},
 )
