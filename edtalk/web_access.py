@@ -40,21 +40,29 @@ def owner_of(request) -> Optional[str]:
 
 
 class SessionFiles:
-    """Owners of served files: a file with owners is served to them only."""
+    """Owners of served files: a file with owners is served to them only; a published file (an
+    example) to everyone, even when someone uploads the same bytes (Gradio stores both at one path)."""
 
     def __init__(self):
         self.owners: Dict[str, Set[str]] = {}
+        self.public: Set[str] = set()
         self.lock = threading.Lock()
 
     @staticmethod
     def key(path) -> str:
         return os.path.realpath(str(path))
 
+    def publish(self, path) -> None:
+        with self.lock:
+            self.public.add(self.key(path))
+            self.owners.pop(self.key(path), None)
+
     def claim(self, path, owner: Optional[str]) -> None:
         if owner is None:
             return
         with self.lock:
-            self.owners.setdefault(self.key(path), set()).add(owner)
+            if self.key(path) not in self.public:
+                self.owners.setdefault(self.key(path), set()).add(owner)
 
     def may_read(self, path, owner: Optional[str]) -> bool:
         with self.lock:

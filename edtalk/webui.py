@@ -346,9 +346,10 @@ def default_presets(names: Sequence[str]) -> Tuple[str, str]:
     return first, second
 
 
-def copy_examples(examples: List[Example], target: Path) -> List[Example]:
-    """The examples with their files copied into `target` (Gradio may serve copies in the temporary
-    folder, never the repository's own files)."""
+def copy_examples(examples: List[Example], target: Path, files: Optional[SessionFiles] = None) -> List[Example]:
+    """The examples with their files copied into `target` (Gradio serves files of its own folder as they
+    are, never the repository's), published to every visitor. Copies that are gone (Gradio's cache
+    expiry) are made again."""
     target.mkdir(parents=True, exist_ok=True)
     copied = []
     for example in examples:
@@ -358,6 +359,8 @@ def copy_examples(examples: List[Example], target: Path) -> List[Example]:
                 dst = target / Path(values[box]).name
                 if not dst.exists():
                     shutil.copy2(values[box], dst)
+                if files is not None:
+                    files.publish(dst)
                 values[box] = str(dst)
         copied.append(Example(example.label, values))
     return copied
@@ -383,6 +386,7 @@ class WebUI:
     models: ModelCache = dataclasses.field(default_factory=ModelCache)
     files: SessionFiles = dataclasses.field(default_factory=SessionFiles)
     results_dir: Optional[Path] = None  # where results go (serve() puts it inside Gradio's folder)
+    public_dir: Optional[Path] = None  # the examples' copies (serve(): inside Gradio's folder too)
 
     def session_path(self, session: str) -> Path:
         """The session's result folder, named by a hash of Gradio's session id."""
@@ -464,7 +468,8 @@ def _theme():
 
 
 MODEL_AUTO_CHOICE = ("auto (like the CLI: the lip-pose model for the source's own expression)", AUTO_MODEL)
-CSS = "#examples .thumbnail-item { max-width: 160px; }"
+CSS = ("#examples .thumbnail-item { max-width: 220px; }"
+       " #examples .caption-label { max-width: 96%; white-space: normal; overflow: visible; }")
 
 
 def build_app(ui: WebUI):
@@ -476,8 +481,8 @@ def build_app(ui: WebUI):
     with presets_from(info.preset_dir):
         names = preset_names()  # the model folder's table (or --presets, $EDTALK_PRESETS, the official one)
     first, second = default_presets(names)
-    examples = example_set(info, ui.examples_dir, (first, second))
-    examples = copy_examples(examples, ui.work_dir / "examples") if examples else []
+    originals = example_set(info, ui.examples_dir, (first, second))
+    examples = copy_examples(originals, ui.public_dir or ui.work_dir / "examples", ui.files)
 
     def upload_box(name: str, label: str, **kwargs):
         exts = sorted(set().union(*(EXTENSIONS[k] for k in UPLOADS[name][1])))
@@ -620,7 +625,8 @@ def build_app(ui: WebUI):
 
         def pick_example(event: gr.SelectData):
             """Fill the form from an example (its files previewed like uploads)."""
-            values = examples[event.index].values
+            values = copy_examples([originals[event.index]], ui.public_dir or ui.work_dir / "examples",
+                                   ui.files)[0].values
             files = [values.get(b) for b in UPLOADS]
             settings = [values.get("pose_choice", POSE_FIXED), values.get("exp_choice", EXP_OWN),
                         values.get("preset", first), values.get("intensity", 1.0), values.get("crop", True)]
@@ -637,7 +643,7 @@ def build_app(ui: WebUI):
         def end_session(request: gr.Request):
             ui.end_session(request.session_hash)
 
-        demo.load(refresh, None, [model, notice], concurrency_limit=None)
+        demo.load(refresh, None, [model, notice], concurrency_limit=None, show_progress="hidden")
         demo.unload(end_session)
     return demo
 
@@ -660,6 +666,7 @@ def serve(host: str = "127.0.0.1", port: int = 7860, share: bool = False, checkp
         os.environ["GRADIO_TEMP_DIR"] = str(gradio_dir)
         os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
         ui.results_dir = gradio_dir / "results"  # served where they are (no copy), to their owner only
+        ui.public_dir = gradio_dir / "examples"  # served where they are, to everyone
         keep_freed_memory()
         demo = build_app(ui)
         demo.queue(default_concurrency_limit=1)

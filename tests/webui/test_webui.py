@@ -291,20 +291,21 @@ def test_uploads_and_results_are_served_to_their_own_browser_only(tmp_path):
     uploaded.write_bytes(b"mine")
     public.write_bytes(b"everyone's")
 
-    async def upload(request):
-        return JSONResponse([str(uploaded)])
+    async def upload(request):  # the same bytes as an example land at the example's path in Gradio
+        return JSONResponse([str(uploaded), str(public)])
 
     async def serve_file(request):
         return FileResponse(request.path_params["path"])
 
     files = SessionFiles()
+    files.publish(public)  # an example: everyone's, even after someone uploads the same file
     app = Starlette(routes=[Route("/gradio_api/upload", upload, methods=["POST"]),
                             Route("/gradio_api/file={path:path}", serve_file)],
                     middleware=[Middleware(SessionGuard, files=files)])
     alice, bob = TestClient(app), TestClient(app)
     assert alice.get("/gradio_api/file=" + str(public)).status_code == 200  # the first answer sets the cookie
     token = alice.cookies[OWNER_COOKIE]
-    assert owner_id(token) is not None and alice.post("/gradio_api/upload").json() == [str(uploaded)]
+    assert owner_id(token) is not None and alice.post("/gradio_api/upload").json() == [str(uploaded), str(public)]
     assert alice.get("/gradio_api/file=" + str(uploaded)).content == b"mine"
     assert bob.get("/gradio_api/file=" + str(uploaded)).status_code == 404
     assert TestClient(app).get("/gradio_api/file=" + str(uploaded)).status_code == 404  # no cookie at all
