@@ -247,9 +247,11 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def run_job(job: Job, models, rank: Rank, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> str:
+def run_job(job: Job, models, rank: Rank, out: Optional[TextIO] = None, err: Optional[TextIO] = None) -> str:
     """'written', 'skipped' or 'failed'; prints one line either way. Never raises for a bad job."""
     from .generate import generate
+
+    out, err = out or sys.stdout, err or sys.stderr
 
     if job.error is not None:
         print(f"edtalk: batch: {rank.prefix}line {job.line} failed: {job.error}", file=err, flush=True)
@@ -284,7 +286,8 @@ def summary_line(tally: Tally, world: int = 1) -> str:
     return text
 
 
-def run_jobs(jobs: List[Job], rank: Rank, models=None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> Tally:
+def run_jobs(jobs: List[Job], rank: Rank, models=None, out: Optional[TextIO] = None,
+             err: Optional[TextIO] = None) -> Tally:
     """This rank's share of `jobs`, in file order."""
     from .model_cache import ModelCache
 
