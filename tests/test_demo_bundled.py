@@ -133,3 +133,36 @@ def test_bundled_inputs_are_small_native_size_and_regenerate_identically(tmp_pat
     again, _ = sf.read(str(fresh["speech"]), dtype="int16")
     assert rate == 16000 and len(speech) == 100 * SAMPLES_PER_FRAME
     assert np.abs(speech.astype(np.int32) - again).max() <= 1  # exact here; one LSB of slack across numpy builds
+
+
+def test_own_inputs_without_released_weights_run_the_bundled_model_and_say_so(no_released_weights, tmp_path):
+    """`python demo.py --source face.png --audio speech.wav` with no released weights: the bundled model,
+    with one line saying so; without the bundled model, one error line."""
+    import soundfile as sf
+
+    shipped = REPO / "checkpoints" / "synthtalk"
+    speech, rate = sf.read(str(bundled_inputs().speech), dtype="int16")
+    short = tmp_path / "speech.wav"
+    sf.write(short, speech[: rate // 2], rate)  # 0.5 s: 12 frames
+    args = ["--source", str(bundled_inputs().face), "--audio", str(short), "--no-crop", "--quiet", "--out", "o.mp4"]
+    result = run_demo(tmp_path, *args, released=no_released_weights, bundled=shipped)
+    assert result.returncode == 0, result.stderr
+    notices = [line for line in result.stdout.splitlines() if line.startswith("demo:")]
+    assert len(notices) == 1 and "bundled SynthTalk model" in notices[0] and "cartoon faces only" in notices[0]
+    assert "wrote o.mp4 (12 frames" in result.stdout
+    missing = run_demo(tmp_path, *args, released=no_released_weights, bundled=tmp_path / "no_bundled_model")
+    lines = missing.stderr.strip().splitlines()
+    assert missing.returncode == 2 and len(lines) == 1 and "edtalk download" in lines[0]
+
+
+def test_the_missing_weights_error_names_the_bundled_model(no_released_weights, tmp_path, monkeypatch, capsys):
+    from edtalk.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(BUNDLED_MODEL_ENV, str(REPO / "checkpoints" / "synthtalk"))
+    assert main(["generate", "--checkpoint-dir", str(no_released_weights), "--source", str(bundled_inputs().face),
+                 "--audio", str(bundled_inputs().speech), "--quiet"]) == 2
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("edtalk: error: checkpoint not found:") and "edtalk download" in line
+    assert line.endswith(f"or run the bundled SynthTalk model (64x64, cartoon faces only) with --checkpoint-dir "
+                         f"{REPO / 'checkpoints' / 'synthtalk'}")

@@ -104,3 +104,18 @@ def test_demo_script_exit_code_and_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("edtalk: error:") and "Traceback" not in proc.stderr
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_an_image_too_large_in_pixels_is_one_line_exit_2(capsys, tiny_ckpts, media, out, tmp_path):
+    """A 20000x20000 PNG (a few hundred bytes) is refused before decoding: exit 2, one line."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    message = run_error(capsys, tiny_ckpts, out, "--source", huge, "--audio", media["speech"])
+    assert message == f"edtalk: error: image is too large: {huge} has 400 megapixels (at most 89)"
