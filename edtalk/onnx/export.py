@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import copy
 import inspect
+import io
 import json
 import shutil
 import tempfile
 import warnings
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -58,19 +60,37 @@ def _dynamic_shapes(module: torch.nn.Module, axes: Sequence[Optional[str]]):
     return tuple(specs)
 
 
+@contextmanager
+def _tracing():
+    """Autograd on (the parameters are frozen): the layers' inference-only rewrites read data
+    pointers, which torch.export cannot follow. The process-wide caches of constants (edtalk.nn.ops,
+    edtalk.networks.synthesis) are put back as they were afterwards: a trace must leave none of its
+    placeholder tensors there for later eager calls."""
+    from ..networks import synthesis
+    from ..nn import ops
+
+    saved = [(cache, dict(cache)) for cache in (ops._SCALARS, synthesis._GRIDS)]
+    try:
+        with torch.enable_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for cache, content in saved:
+            cache.clear()
+            cache.update(content)
+
+
+def _onnx_export(module, args, path: Path, inputs, outputs, shapes, opset: int) -> None:
+    with _tracing(), redirect_stdout(io.StringIO()):  # the exporter prints its steps
+        module(*args)  # an eager call first fills the caches of constants with real tensors
+        torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs, dynamic_shapes=shapes,
+                          opset_version=opset, dynamo=True, external_data=False, optimize=True, verbose=False)
+
+
 def _export_graph(module: torch.nn.Module, args: tuple, path: Path, inputs: List[str], outputs: List[str],
                   axes: Sequence[Optional[str]], opset: int) -> dict:
-    """Export one graph; returns its entry of the metadata (file, inputs, outputs, batch axes)."""
-    module = module.eval()
-    # Traced with autograd on (the parameters are frozen): the layers' inference-only rewrites read
-    # data pointers and fill caches, which torch.export cannot follow. A first eager call fills
-    # the caches of constants with real tensors, so the trace only reads them.
-    with torch.enable_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        module(*args)
-        torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs,
-                          dynamic_shapes=_dynamic_shapes(module, axes), opset_version=opset, dynamo=True,
-                          external_data=False, optimize=True, verbose=False)
+    """Export one graph; returns its entry of the metadata (file, inputs, outputs, dynamic axes)."""
+    _onnx_export(module.eval(), args, path, inputs, outputs, _dynamic_shapes(module, axes), opset)
     return {"file": path.name, "inputs": inputs, "outputs": outputs,
             "dynamic_axes": {name: {"0": axis} for name, axis in zip(inputs, axes) if axis is not None}}
 
@@ -154,11 +174,7 @@ def export_pose_flow(flow, audio2lip, folder, opset: int = OPSET) -> dict:
     # The LSTM states carry the batch on their second axis.
     shapes = ({0: batch}, {0: batch}, {0: batch}, tuple({1: batch} for _ in names_in[3:]))
     path = folder / "pose_flow_step.onnx"
-    with torch.enable_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(step, tuple(example), str(path), input_names=names_in, output_names=names_out,
-                          dynamic_shapes=shapes, opset_version=opset, dynamo=True, external_data=False,
-                          optimize=True, verbose=False)
+    _onnx_export(step, tuple(example), path, names_in, names_out, shapes, opset)
     out = export_audio2lip(audio2lip, folder, opset)
     out["graphs"]["pose_flow_step"] = {"file": path.name, "inputs": names_in, "outputs": names_out,
                                        "dynamic_axes": {**{n: {"0": "batch"} for n in names_in[:3]},

@@ -65,7 +65,7 @@ def read_metadata(folder) -> dict:
     try:
         metadata = json.loads(path.read_text())
     except ValueError as exc:
-        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
+        raise CheckpointError(f"{path}: not valid JSON ({exc}); export again") from None
     if metadata.get("format") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: export format {metadata.get('format')!r}, this edtalk reads {FORMAT_VERSION}; "
                               "export again with this version")
