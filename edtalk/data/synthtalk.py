@@ -42,8 +42,8 @@ CLI::
 
     python -m edtalk.data.synthtalk --out DIR [--kind mead|hdtf|both] [--size 64] [--seed 0]
         [--speakers 2] [--emotions all] [--levels 1,2,3] [--clips-per 1] [--frames 32|25-50]
-        [--pose-drift 1] [--pose-range 1] [--exp-change 0] [--emotional-voice] [--turn-cues]
-        [--videos 2] [--seconds 7] [--no-mel] [--overwrite] [--quiet]
+        [--pose-drift 1] [--pose-range 1] [--exp-change 0] [--exp-scale 1] [--emotional-voice]
+        [--turn-cues] [--videos 2] [--seconds 7] [--no-mel] [--overwrite] [--quiet]
 
 ``--turn-cues`` renders head turns as turns of a head (ears, the side of the head and the hair
 behind it move against the face, and a frame-fixed light shades the turned face; see
@@ -51,9 +51,13 @@ behind it move against the face, and a frame-fixed light shades the turned face;
 frame (docs/factor_ceiling.md).  It changes no factor and no landmark, and frontal frames not at
 all; it is off by default because the shipped models were trained on trees without it.
 
+``--exp-scale S`` draws every expression S times larger (brows, lids, mouth corners, blush) and
+keeps the expression values in the factors files.  At S = 1 a level-3 expression moves about as
+many pixels as a half-open mouth, a few % of the frame, which a reconstruction loss barely sees.
+
 Trees go to ``DIR/mead`` and ``DIR/hdtf``.  Same seed and options ⇒ identical bytes (one clip's
 content depends only on the seed, the factor options ``--pose-drift/--pose-range/--exp-change``,
-``--turn-cues`` and its own speaker/emotion/level/index, not on the other options; with ``--exp-change`` the
+``--exp-scale``, ``--turn-cues`` and its own speaker/emotion/level/index, not on the other options; with ``--exp-change`` the
 labels a clip may change to are the tree's, so ``--emotions``/``--levels`` matter too).
 """
 
@@ -299,7 +303,7 @@ def make_clip(ident: Identity, num_frames: int, size: int = 64, rng: Optional[np
               emotion: Optional[str] = None, level: Optional[int] = None, factors: Optional[dict] = None,
               pose_drift: float = 1.0, emotional_voice: bool = False, pose_range: float = 1.0,
               exp_change: float = 0.0, change_targets: Optional[Sequence[tuple]] = None,
-              turn_cues: bool = False) -> dict:
+              turn_cues: bool = False, exp_scale: float = 1.0) -> dict:
     """Render one clip: {'frames' uint8 [T,S,S,3], 'audio' float32 [T·640], 'landmarks' float32
     [T,68,2], 'bbox' int64 [T,4], 'factors' {mouth, pose, expression, blink}}.
 
@@ -308,6 +312,8 @@ def make_clip(ident: Identity, num_frames: int, size: int = 64, rng: Optional[np
     colours the speech by `emotion` and `level` (:data:`VOICE_EMOTIONS`); off, the voice is neutral.
     The voice keeps the clip's own label through an expression change.  `turn_cues`: see
     :func:`render_frames` (same factors, landmarks and audio; only turned frames' pixels differ).
+    `exp_scale` multiplies how far the expression factors move the face (landmarks, lids, blush)
+    while ``factors['expression']`` keeps their values: the same expression, drawn larger.
     """
     if num_frames < 1:
         raise InputError(f"a clip needs at least one frame, got {num_frames}")
@@ -319,7 +325,8 @@ def make_clip(ident: Identity, num_frames: int, size: int = 64, rng: Optional[np
         factors = sample_factors(r_factors, num_frames, emotion, level, pose_drift, pose_range, exp_change,
                                  change_targets)
     t0 = time.perf_counter()
-    frames, landmarks = render_frames(ident, factors["mouth"], factors["pose"], factors["expression"],
+    drawn = factors["expression"] if exp_scale == 1.0 else factors["expression"] * np.float32(exp_scale)
+    frames, landmarks = render_frames(ident, factors["mouth"], factors["pose"], drawn,
                                       factors["blink"], size=size, turn_cues=turn_cues)
     t1 = time.perf_counter()
     voice = (emotion, LEVEL_SCALE.get(level, 1.0)) if emotional_voice and emotion else (None, 1.0)
@@ -474,7 +481,7 @@ def generate_mead(out: os.PathLike, speakers: int = 2, emotions: Sequence[str] =
                   seed: int = 0, mel: bool = True, test_fraction: float = 0.25, overwrite: bool = False,
                   neutral_levels: bool = False, validate: bool = True, quiet: bool = True, stats: Optional[dict] = None,
                   pose_drift: float = 1.0, emotional_voice: bool = False, pose_range: float = 1.0,
-                  exp_change: float = 0.0, turn_cues: bool = False):
+                  exp_change: float = 0.0, turn_cues: bool = False, exp_scale: float = 1.0):
     """Write a MEAD-style tree (``<speaker>#<emotion>#level_<k>#<nnn>``) at `out`.
 
     Neutral only at level 1 like MEAD unless `neutral_levels`.  Speakers M101, W102, …; the last
@@ -487,7 +494,9 @@ def generate_mead(out: os.PathLike, speakers: int = 2, emotions: Sequence[str] =
     the clip does not change), ``exp_change_level``, ``exp_change_start`` (−1), ``exp_change_frames``
     and the per-frame ``exp_change_weight`` [T] (0 = the name's label, 1 = the new one); the
     per-frame ``expression`` is the truth throughout.  `turn_cues` renders head turns with the
-    cues of :func:`render_frames` (manifest key ``turn_cues``).  Defaults write today's bytes.
+    cues of :func:`render_frames` (manifest key ``turn_cues``).  `exp_scale` draws every
+    expression that many times larger (:func:`make_clip`; manifest key ``exp_scale``; the factors
+    files keep the expression values).  Defaults write today's bytes.
     """
     root = Path(out)
     if speakers < 1 or clips_per < 1:
@@ -501,6 +510,7 @@ def generate_mead(out: os.PathLike, speakers: int = 2, emotions: Sequence[str] =
     lo, hi = _frames_range(frames)
     pose_range = _number(pose_range, "pose range", 0.0, np.inf)
     exp_change = _number(exp_change, "expression change rate", 0.0, 1.0)
+    exp_scale = _number(exp_scale, "expression scale", 0.0, 5.0)
     mel = mel and _mel_fn() is not None
     _prepare_root(root, overwrite, mel)
     jobs = []
@@ -525,7 +535,7 @@ def generate_mead(out: os.PathLike, speakers: int = 2, emotions: Sequence[str] =
             T = int(rng.integers(lo, hi + 1))
             clip = make_clip(idents[spk], T, size, rng, emotion=e, level=lv, pose_drift=pose_drift,
                              emotional_voice=emotional_voice, pose_range=pose_range, exp_change=exp_change,
-                             change_targets=labels, turn_cues=turn_cues)
+                             change_targets=labels, turn_cues=turn_cues, exp_scale=exp_scale)
             _add_timing(stats, clip, T)
             name = layout.format_mead_name(_speaker_id(spk), e, lv, k + 1)
             names_by_speaker.setdefault(_speaker_id(spk), []).append(name)
@@ -544,6 +554,7 @@ def generate_mead(out: os.PathLike, speakers: int = 2, emotions: Sequence[str] =
                            **({"pose_range": pose_range} if pose_range != 1.0 else {}),
                            **({"exp_change": exp_change} if exp_change > 0 else {}),
                            **({"turn_cues": True} if turn_cues else {}),
+                           **({"exp_scale": exp_scale} if exp_scale != 1.0 else {}),
                            "test_speakers": sorted(test_speakers), "factors": _definitions()})
     return layout.validate_tree(root, "mead", check_media=True) if validate else None
 
@@ -629,12 +640,12 @@ def generate_hdtf(out: os.PathLike, videos: int = 2, seconds: float = 7.0, size:
 def generate(out: os.PathLike, kind: str = "both", **kwargs) -> dict:
     """Write ``out/mead`` and/or ``out/hdtf``; kwargs go to :func:`generate_mead` / :func:`generate_hdtf`
     (``speakers, emotions, levels, clips_per, frames, neutral_levels, pose_drift, emotional_voice, pose_range,
-    exp_change`` → MEAD only; ``videos, seconds`` → HDTF only; the rest, ``turn_cues`` too, to both).
+    exp_change, exp_scale`` → MEAD only; ``videos, seconds`` → HDTF only; the rest, ``turn_cues`` too, to both).
     Returns {kind: TreeReport or None}."""
     if kind not in ("mead", "hdtf", "both"):
         raise InputError(f"kind must be mead, hdtf or both, got {kind!r}")
     mead_only = {"speakers", "emotions", "levels", "clips_per", "frames", "neutral_levels", "pose_drift",
-                 "emotional_voice", "pose_range", "exp_change"}
+                 "emotional_voice", "pose_range", "exp_change", "exp_scale"}
     hdtf_only = {"videos", "seconds"}
     out = Path(out)
     reports = {}
@@ -694,6 +705,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exp-change", type=float, default=0.0, metavar="P",
                    help="MEAD: probability that a non-neutral clip changes part-way to another emotion/level of the "
                         "tree (smooth 4-8 frame transition; per-frame expression factors follow it; default 0)")
+    p.add_argument("--exp-scale", type=float, default=1.0, metavar="S",
+                   help="MEAD: draw every expression S times larger (brows, lids, mouth corners, blush; the factors "
+                        "files keep the expression values; default 1 = unchanged, at most 5)")
     p.add_argument("--emotional-voice", action="store_true",
                    help="MEAD: colour each clip's voice by its emotion and level (pitch, intonation, timbre, "
                         "tremor, breath); off, every voice is neutral and the audio carries no emotion")
@@ -729,7 +743,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         reports = generate(args.out, kind=args.kind, size=args.size, seed=args.seed, speakers=args.speakers,
                            emotions=emotions, levels=levels, clips_per=args.clips_per, frames=args.frames,
                            neutral_levels=args.neutral_levels, pose_drift=args.pose_drift,
-                           pose_range=args.pose_range, exp_change=args.exp_change,
+                           pose_range=args.pose_range, exp_change=args.exp_change, exp_scale=args.exp_scale,
                            emotional_voice=args.emotional_voice, turn_cues=args.turn_cues,
                            videos=args.videos, seconds=args.seconds,
                            test_fraction=args.test_fraction, mel=not args.no_mel, overwrite=args.overwrite,

@@ -415,3 +415,36 @@ def test_stage0_items_carry_the_targets_region_boxes(synth_trees):
     assert (lm[:, 0] >= x1).all() and (lm[:, 0] < x2).all() and (lm[:, 1] >= y1).all() and (lm[:, 1] < y2).all()
     with pytest.raises(InputError, match="unknown face region"):
         Stage0Pairs(root, regions=("nose",))
+
+
+# --------------------------------------------------------------------------- SynthTalk: larger expressions
+
+
+def test_exp_scale_draws_the_same_expression_larger():
+    ident = st.sample_identity(np.random.default_rng(4))
+    clip = lambda **kw: st.make_clip(ident, 6, 64, np.random.default_rng(9), emotion="surprised", level=3, **kw)  # noqa: E731
+    plain, same, big = clip(), clip(exp_scale=1.0), clip(exp_scale=2.0)
+    assert np.array_equal(plain["frames"], same["frames"])  # the default is today's bytes
+    for key in ("mouth", "pose", "expression", "blink"):  # the truth keeps its values
+        assert np.array_equal(plain["factors"][key], big["factors"][key])
+    # surprised raises the brows: drawn twice as large they sit twice as far above the neutral face
+    neutral = st.make_clip(ident, 6, 64, np.random.default_rng(9), emotion="surprised", level=3,
+                           factors={**plain["factors"], "expression": np.zeros_like(plain["factors"]["expression"])})
+    lift = lambda c: (neutral["landmarks"][:, 17:27, 1] - c["landmarks"][:, 17:27, 1]).mean()  # noqa: E731
+    assert lift(plain) > 0.5
+    assert lift(big) == pytest.approx(2 * lift(plain), rel=0.02)
+    changed = lambda c: np.abs(c["frames"].astype(int) - neutral["frames"].astype(int)).mean()  # noqa: E731
+    assert changed(big) > 1.2 * changed(plain)
+
+
+def test_exp_scale_tree_option_and_its_limits(tmp_path):
+    rep = st.generate_mead(tmp_path / "t", speakers=1, emotions=("happy",), levels=(3,), frames=4, mel=False,
+                           exp_scale=2.0, validate=False)
+    assert rep is None
+    manifest = json.loads((tmp_path / "t" / "synthtalk.json").read_text())
+    assert manifest["exp_scale"] == 2.0
+    assert "exp_scale" not in json.loads(json.dumps(st.generate_mead(
+        tmp_path / "u", speakers=1, emotions=("happy",), levels=(3,), frames=4, mel=False, validate=False) or {}))
+    assert "exp_scale" not in json.loads((tmp_path / "u" / "synthtalk.json").read_text())
+    with pytest.raises(InputError, match="expression scale"):
+        st.generate_mead(tmp_path / "v", speakers=1, frames=4, mel=False, exp_scale=6.0, validate=False)
