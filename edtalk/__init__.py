@@ -10,6 +10,10 @@ def __getattr__(name):
         from . import model
 
         return getattr(model, name)
+    if name in ("EDTalkPipeline", "PipelineOutput", "Preset", "Weights", "PoseFromSpeech", "ExpressionFromSpeech"):
+        from .pipelines import pipeline
+
+        return getattr(pipeline, name)
     if name in ("Audio2Lip", "Audio2LipConfig"):
         from .networks import audio2lip
 

@@ -1,9 +1,25 @@
 """Exceptions for user mistakes: the CLI prints them as one line and exits non-zero."""
 import sys
+from typing import Optional
 
 
 class EDTalkError(Exception):
-    """Base class for errors caused by bad input or configuration (not bugs)."""
+    """Base class for errors caused by bad input or configuration (not bugs).
+
+    `field` names the input a mistake concerns (an argument of `EDTalkPipeline`: "source", "audio",
+    "lip", "pose", "exp", "exp_text", "checkpoint", "out", ...; None when no one input is at fault);
+    `plain` is the message without command-line flags, to show beside that input in a form.
+    The message itself (`str(error)`) is what the command line prints.
+    """
+
+    def __init__(self, *args, field: Optional[str] = None, plain: Optional[str] = None):
+        super().__init__(*args)
+        self.field = field
+        self._plain = plain
+
+    @property
+    def plain(self) -> str:
+        return self._plain if self._plain is not None else str(self)
 
 
 class InputError(EDTalkError):

@@ -53,8 +53,10 @@ MODEL_PRESETS_DIR = "presets"  # the preset folder inside a model folder
 OFFICIAL = "the official presets"
 _preset_dir: Optional[Path] = None
 _UNSET = object()
-# The table of the generate() call running in this context: a folder, None (the official table) or unset.
+# The table of the generate() call running in this context: a folder, None (the official table) or unset;
+# and that folder's table, read once for the call.
 _call_dir: ContextVar[object] = ContextVar("edtalk_preset_dir", default=_UNSET)
+_call_table: ContextVar[Optional[Dict[str, np.ndarray]]] = ContextVar("edtalk_preset_table", default=None)
 
 
 def use_preset_dir(path) -> None:
@@ -108,16 +110,18 @@ def choose_preset_dir(explicit=None, generator=None) -> Optional[Path]:
 
 
 @contextmanager
-def presets_from(folder) -> Iterator[Optional[Path]]:
+def presets_from(folder, table: Optional[Dict[str, np.ndarray]] = None) -> Iterator[Optional[Path]]:
     """Use the presets of `folder` (None: the official table) inside the block, in this context only
-    (other threads and later calls keep their own). A bad folder fails here, before any work."""
+    (other threads and later calls keep their own). The folder is read once, here (a bad one fails
+    before any work), unless its `table` (`load_preset_dir(folder)`) is given already."""
     folder = None if folder is None else Path(folder)
-    if folder is not None:
-        load_preset_dir(folder)
-    token = _call_dir.set(folder)
+    if folder is not None and table is None:
+        table = load_preset_dir(folder)
+    token, table_token = _call_dir.set(folder), _call_table.set(table if folder is not None else None)
     try:
         yield folder
     finally:
+        _call_table.reset(table_token)
         _call_dir.reset(token)
 
 
@@ -136,6 +140,8 @@ def describe_preset_dir(folder) -> str:
 def active_presets() -> Dict[str, Tuple[float, ...]]:
     """The preset table in use: this call's (`presets_from`), else the process's folder, else
     $EDTALK_PRESETS, else the official presets."""
+    if _call_dir.get() is not _UNSET and _call_table.get() is not None:
+        return _call_table.get()
     folder = preset_dir_in_use()
     return load_preset_dir(folder) if folder is not None else PRESETS
 

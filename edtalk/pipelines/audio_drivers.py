@@ -11,7 +11,6 @@ The sequences go through `drivers.plan_drivers` like any other driver.
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -20,15 +19,13 @@ import torch
 
 from ..audio import mel_windows
 from ..audio_features import audio_embeddings, utterance_features, with_energy
-from ..errors import CheckpointError, InputError
+from ..errors import CheckpointError
 from ..networks.expression_predictor import EXPRESSION_DIR as AUDIO2EXP_DIR
-from ..networks.expression_predictor import load_expression_predictor
 from ..networks.pose_flow import POSE_FLOW_DIR, load_pose_flow
-from ..onnx.runtime import load_onnx_expression_predictor, load_onnx_pose_flow, uses_onnx
-from .loader_cache import cached_loader  # loaded once per process (the web page, edtalk batch)
+from .loader_cache import cached_loader
 
-__all__ = ["PREDICTED_EXP", "POSE_FLOW_DIR", "AUDIO2EXP_DIR", "pose_is_audio", "prepare_predicted_drivers",
-           "audio_pose_sequence", "predicted_expression"]
+__all__ = ["PREDICTED_EXP", "POSE_FLOW_DIR", "AUDIO2EXP_DIR", "pose_is_audio", "check_pose_flow",
+           "check_expression_predictor", "sample_pose", "audio_pose_sequence", "predict_expression"]
 
 PREDICTED_EXP = ("audio", "text")
 
@@ -37,54 +34,20 @@ def pose_is_audio(pose) -> bool:
     return str(pose).strip().lower() == "audio"
 
 
-def _pose_flow_path(opts) -> Path:
-    if uses_onnx(opts):  # the export's own copy (edtalk export-onnx)
-        return Path(opts.onnx_dir or ".") / POSE_FLOW_DIR
-    return Path(opts.pose_flow_checkpoint) if opts.pose_flow_checkpoint else Path(opts.checkpoint_dir) / POSE_FLOW_DIR
-
-
-def _predictor_path(opts) -> Path:
-    if uses_onnx(opts):
-        return Path(opts.onnx_dir or ".") / AUDIO2EXP_DIR
-    return (Path(opts.exp_predictor_checkpoint) if opts.exp_predictor_checkpoint
-            else Path(opts.checkpoint_dir) / AUDIO2EXP_DIR)
-
-
-def _loader(opts, torch_loader, onnx_loader):
-    return cached_loader(onnx_loader if uses_onnx(opts) else torch_loader)
-
-
-def _check_exists(path: Path, what: str, flag: str, config: str) -> None:
-    if not path.exists():
+def _check_exists(path: Path, what: str, flag: str, config: str, field: str, plain: str) -> None:
+    if not Path(path).exists():
         raise CheckpointError(f"{what} checkpoint not found: {path} — give {flag} or train one "
-                              f"(`edtalk train --config configs/train/{config}`)")
+                              f"(`edtalk train --config configs/train/{config}`)", field=field, plain=plain)
 
 
-def prepare_predicted_drivers(opts, mode: str):
-    """Validate the predicted-driver options before any heavy work; returns opts with `--exp-text`
-    alone turned into `exp='text'` (so the full model and the expression path are chosen)."""
-    exp = None if opts.exp is None else str(opts.exp).strip().lower()
-    if opts.exp_text is not None:
-        if not str(opts.exp_text).strip():
-            raise InputError("--exp-text is empty")
-        if exp in (None, "", "none", "text"):
-            opts, exp = replace(opts, exp="text"), "text"
-        elif exp != "audio":
-            raise InputError("--exp-text combines only with --exp audio (or no --exp)")
-    elif exp == "text":
-        raise InputError("--exp text needs --exp-text \"a sentence\"")
-    if exp in PREDICTED_EXP:
-        if exp == "audio" and not opts.audio:
-            raise InputError("--exp audio needs --audio (the speech whose emotion is read)")
-        if mode == "dubbing":
-            raise InputError("--exp audio / --exp-text are not available in dubbing; use a preset")
-        _check_exists(_predictor_path(opts), "audio/text-to-expression", "--exp-predictor-checkpoint",
-                      "audio2exp.yaml")
-    if pose_is_audio(opts.pose):
-        if not opts.audio:
-            raise InputError("--pose audio needs --audio (the speech that drives the head)")
-        _check_exists(_pose_flow_path(opts), "audio-to-pose", "--pose-flow-checkpoint", "pose_flow.yaml")
-    return opts
+def check_pose_flow(path: Path) -> None:
+    _check_exists(path, "audio-to-pose", "--pose-flow-checkpoint", "pose_flow.yaml", "pose",
+                  f"from the speech needs a {POSE_FLOW_DIR}/ model in the checkpoint folder")
+
+
+def check_expression_predictor(path: Path) -> None:
+    _check_exists(path, "audio/text-to-expression", "--exp-predictor-checkpoint", "audio2exp.yaml", "exp",
+                  f"from the speech needs an {AUDIO2EXP_DIR}/ model in the checkpoint folder")
 
 
 def _embeddings(audio2lip, wav: np.ndarray) -> torch.Tensor:
@@ -92,28 +55,33 @@ def _embeddings(audio2lip, wav: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def audio_pose_sequence(opts, wav: np.ndarray, own_pose: torch.Tensor) -> torch.Tensor:
+def sample_pose(flow, audio2lip, wav: np.ndarray, own_pose: torch.Tensor, temperature: float = 0.7,
+                seed: int = 0) -> torch.Tensor:
     """α_p [T,6] (one per audio frame) sampled by the flow, seeded with the source's α_p [1,6]."""
-    flow, audio2lip = _loader(opts, load_pose_flow, load_onnx_pose_flow)(_pose_flow_path(opts))
-    generator = torch.Generator().manual_seed(int(opts.seed))
+    generator = torch.Generator().manual_seed(int(seed))
     audio = _embeddings(audio2lip, wav)
     if flow.config.energy:
         audio = with_energy(audio, wav)
-    poses = flow.sample(audio[None], own_pose.float().cpu().reshape(1, -1),
-                        temperature=float(opts.pose_temperature), generator=generator)
+    poses = flow.sample(audio[None], own_pose.float().cpu().reshape(1, -1), temperature=float(temperature),
+                        generator=generator)
     return poses[0].to(own_pose.device)
 
 
+def audio_pose_sequence(opts, wav: np.ndarray, own_pose: torch.Tensor) -> torch.Tensor:
+    """`sample_pose` with the flow of generation options (`pose_flow_checkpoint`, else
+    `<checkpoint_dir>/pose_flow`), loaded once per process."""
+    path = Path(opts.pose_flow_checkpoint) if opts.pose_flow_checkpoint else Path(opts.checkpoint_dir) / POSE_FLOW_DIR
+    flow, audio2lip = cached_loader(load_pose_flow)(path)
+    return sample_pose(flow, audio2lip, wav, own_pose, opts.pose_temperature, opts.seed)
+
+
 @torch.no_grad()
-def predicted_expression(opts, wav: Optional[np.ndarray], device) -> torch.Tensor:
-    """One α_e [1,10] for the utterance from the speech (`--exp audio`) and/or `--exp-text`."""
+def predict_expression(net, audio2lip, text_encoder, wav: Optional[np.ndarray], use_audio: bool,
+                       text: Optional[str], intensity: float, device) -> torch.Tensor:
+    """One α_e [1,10] for the utterance from the speech (`use_audio`) and/or a transcript."""
     from ..text_emotion import TextFeatures
 
-    net, audio2lip, text_encoder = _loader(opts, load_expression_predictor,
-                                           load_onnx_expression_predictor)(_predictor_path(opts))
-    audio = utterance_features(_embeddings(audio2lip, wav))[None] if str(opts.exp).lower() == "audio" else None
-    text = None
-    if opts.exp_text is not None:
-        text = torch.from_numpy(TextFeatures(text_encoder)(opts.exp_text))[None]
-    exp, _ = net(audio=audio, text=text)
-    return (exp * float(opts.exp_intensity)).to(device)
+    audio = utterance_features(_embeddings(audio2lip, wav))[None] if use_audio else None
+    text_features = torch.from_numpy(TextFeatures(text_encoder)(text))[None] if text is not None else None
+    exp, _ = net(audio=audio, text=text_features)
+    return (exp * float(intensity)).to(device)
