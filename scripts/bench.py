@@ -15,6 +15,9 @@ Suites:
   precision  fp32 / bf16 / fp16 renders of the official-parity set against the official fp32 tensors
   synthtalk  SynthTalk rendering frames/s per frame size
   evaluate   ms/frame of each evaluation metric on 256² faces
+  e2e        `edtalk generate` end to end on a 10 s clip at official size, split by stage (decode, crop,
+             drivers, networks, paste-back, encode), torch and/or ONNX engine (scripts/bench_e2e.py)
+  onnx       network-only ms/frame, torch engine vs ONNX engine, at 1 and 2 threads (scripts/bench_e2e.py)
 
     python scripts/bench.py inference --frames 16
     python scripts/bench.py inference --device cuda --dtype fp16 --frames 64 --batch-size 16 --modes V A-preset --repeats 3
@@ -25,6 +28,8 @@ Suites:
     python scripts/bench.py precision --device cuda
     python scripts/bench.py synthtalk --sizes 64 256
     python scripts/bench.py evaluate
+    python scripts/bench.py e2e --engines torch onnx --onnx-dir /tmp/edtalk-bench-onnx
+    python scripts/bench.py onnx --threads 1 2 --onnx-dir /tmp/edtalk-bench-onnx
 
 `python scripts/bench.py SUITE --help` lists a suite's options.
 """
@@ -672,7 +677,17 @@ def add_evaluate(sub) -> None:
 
 # ----------------------------------------------------------------------------- main
 
-SUITES = (add_inference, add_memory, add_paste, add_loader, add_train, add_precision, add_synthtalk, add_evaluate)
+def add_engine_suites(sub) -> None:
+    """e2e and onnx: scripts/bench_e2e.py."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_e2e
+
+    bench_e2e.add_e2e(sub)
+    bench_e2e.add_onnx(sub)
+
+
+SUITES = (add_inference, add_memory, add_paste, add_loader, add_train, add_precision, add_synthtalk, add_evaluate,
+          add_engine_suites)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -26,9 +26,7 @@ from .export import FORMAT_VERSION, METADATA_FILE
 
 __all__ = ["OnnxEDTalk", "OnnxAudio2Lip", "OnnxPoseFlow", "OnnxExpressionPredictor", "read_metadata",
            "load_onnx_models", "load_onnx_pose_flow", "load_onnx_expression_predictor", "providers_for",
-           "ONNX_INSTALL_HINT", "ENGINES", "uses_onnx", "load_engine_models"]
-
-ENGINES = ("torch", "onnx")
+           "ONNX_INSTALL_HINT"]
 
 ONNX_INSTALL_HINT = "pip install 'edtalk[onnx]' (onnxruntime, or onnxruntime-gpu for the CUDA provider)"
 
@@ -337,32 +335,6 @@ class OnnxExpressionPredictor:
 
 
 # ----------------------------------------------------------------------------- loading
-
-def uses_onnx(opts) -> bool:
-    """Whether generation options ask for the ONNX engine (an unknown engine is a usage error)."""
-    engine = str(getattr(opts, "engine", "torch") or "torch").lower()
-    if engine not in ENGINES:
-        raise InputError(f"unknown --engine {engine!r} (use torch or onnx)")
-    return engine == "onnx"
-
-
-def load_engine_models(opts, expression: bool, need_audio: bool):
-    """The networks `edtalk generate` runs for `opts.engine` (ONNX: from `opts.onnx_dir`)."""
-    if not uses_onnx(opts):
-        return None, None
-    if not opts.onnx_dir:
-        raise InputError("--engine onnx needs --onnx-dir DIR (a folder made by `edtalk export-onnx`)")
-    if not Path(opts.onnx_dir).is_dir():
-        raise InputError(f"--onnx-dir not found: {opts.onnx_dir}")
-    if str(opts.dtype).lower() not in ("fp32", "float32"):
-        raise InputError("--engine onnx runs the exported float32 graphs: leave --dtype at fp32")
-    return load_onnx_models(opts.onnx_dir, expression, need_audio, opts.device)
-
-
-def _model_folder(folder: Path, metadata: dict, name: str):
-    entry = metadata["models"].get(name)
-    return (folder / name, entry) if entry is not None else (None, None)
-
 
 def load_onnx_models(folder, expression: bool, need_audio: bool, device: str = "auto"):
     """(OnnxEDTalk, OnnxAudio2Lip or None) from an export folder. The generator is chosen as the

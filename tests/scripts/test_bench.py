@@ -9,7 +9,7 @@ import pytest
 from edtalk.pipelines.benchmark import time_call
 
 REPO = Path(__file__).resolve().parents[2]
-SUITES = {"inference", "memory", "paste", "loader", "train", "precision", "synthtalk", "evaluate"}
+SUITES = {"inference", "memory", "paste", "loader", "train", "precision", "synthtalk", "evaluate", "e2e", "onnx"}
 
 
 @pytest.fixture(scope="module")
