@@ -251,12 +251,13 @@ def generate_options(args):
 
 
 def _cmd_generate(args) -> int:
-    from .pipelines.generate import generate
+    from .pipelines.generate import call_arguments, pipeline_for
     from .runtime import keep_freed_memory
 
     opts = generate_options(args)
+    pipe = pipeline_for(opts)  # the EDTalkPipeline of --checkpoint-dir / --engine, loading what the call needs
     keep_freed_memory()  # reuse activation buffers across frames (glibc); ~15% faster on CPU
-    result = generate(opts)
+    result = pipe.write(opts.out, save_frames=opts.save_frames, **call_arguments(opts))
     print(f"wrote {result.path} ({result.num_frames} frames at 25 fps, {result.mode} mode, {result.variant} model)")
     return 0
 

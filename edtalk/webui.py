@@ -1,11 +1,12 @@
 """`edtalk webui`: a Gradio page for every generation mode.
 
-The page is a form over `GenerateOptions`; the work is the same `generate()` the CLI runs (no
-second code path). What the page adds around it:
+The page is a form over `EDTalkPipeline`: it calls the same pipeline the CLI runs (no second code
+path) with typed values (`Preset`, `PoseFromSpeech`, ...), and a mistake in one input is shown by
+that input's name (the error's `field`). What the page adds around it:
 - a line naming the loaded model, its output size and the faces it knows, and examples (with
   thumbnails) made for that model: the SynthTalk face and speech for the bundled model, the photos
   for real-face weights;
-- models are loaded once and kept (`ModelCache`); the model folder's presets/ are the preset table,
+- models are loaded once and kept (one pipeline per model, `ModelCache`); the model folder's presets/ are the preset table,
   as in the CLI (`--presets DIR` overrides);
 - every upload is checked at once for type (by extension and by content), file size, pixel count
   and, for speech, length; a bad one leaves its box with one message; good ones are previewed;
@@ -21,7 +22,6 @@ import functools
 import hashlib
 import logging
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -32,10 +32,13 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 from .bundled import is_synthtalk_model, shown_path
 from .errors import EDTalkError, InputError
 from .pipelines.audio_drivers import AUDIO2EXP_DIR, POSE_FLOW_DIR
-from .pipelines.generate import EDTALK_FILE, LIP_POSE_FILE, GenerateOptions, generate, model_part, resolve_device
+from .pipelines.engine import EDTALK_FILE, LIP_POSE_FILE, ModelFiles, model_part
 from .pipelines.model_cache import ModelCache
+from .pipelines.pipeline import EDTalkPipeline
 from .pipelines.preprocess import IMAGE_EXTS, MAX_IMAGE_PIXELS, VIDEO_EXTS, ImageTooLargeError, load_image
+from .pipelines.specs import ExpressionFromSpeech, PoseFromSpeech, Preset
 from .presets import choose_preset_dir, describe_preset_dir, preset_names, presets_from
+from .runtime import resolve_device
 from .web_access import SessionFiles, SessionGuard, owner_of
 
 log = logging.getLogger(__name__)
@@ -119,7 +122,7 @@ def check_upload(path, allowed: Sequence[str], label: str) -> str:
     return kind
 
 
-# ----------------------------------------------------------------------------- form → options
+# ----------------------------------------------------------------------------- form → pipeline arguments
 
 @dataclass
 class Form:
@@ -156,15 +159,17 @@ class Form:
         return {box: path for box, path in self.uploads().items() if box not in unused}
 
 
-def expression_spec(form: Form) -> str:
-    """The `--exp` value for the chosen expression source."""
+def expression_spec(form: Form):
+    """The pipeline's `exp` for the chosen expression source: None (the source's own), a Preset (one, or
+    a blend of two), an uploaded file, or ExpressionFromSpeech (with the transcript, when given)."""
+    intensity = float(form.intensity)
     if form.exp_choice == EXP_PRESET:
-        return form.preset
+        return Preset({form.preset: 1.0}, intensity)
     if form.exp_choice == EXP_BLEND:
         if form.preset == form.preset2:
-            return form.preset
+            return Preset({form.preset: 1.0}, intensity)
         w = min(max(float(form.blend), 0.0), 1.0)
-        return f"{form.preset}:{1 - w:g}+{form.preset2}:{w:g}"
+        return Preset({form.preset: 1 - w, form.preset2: w}, intensity)
     if form.exp_choice == EXP_FILE:
         if not form.exp_file:
             raise InputError("Expression: upload a video or image of a face, or pick another expression source")
@@ -172,12 +177,12 @@ def expression_spec(form: Form) -> str:
     if form.exp_choice == EXP_SPEECH:
         if not form.audio:
             raise InputError("Expression from the speech needs speech audio; upload it or pick another source")
-        return "audio"
-    return "none"
+        return ExpressionFromSpeech(audio=True, text=(form.exp_text or "").strip() or None, intensity=intensity)
+    return None
 
 
-def pose_spec(form: Form) -> str:
-    """The `--pose` value of the one chosen pose source: a video, sampled from the speech, or fixed."""
+def pose_spec(form: Form):
+    """The pipeline's `pose` for the one chosen pose source: a video, PoseFromSpeech, or None (held still)."""
     if form.pose_choice == POSE_VIDEO:
         if not form.pose:
             raise InputError("Head pose: upload a pose video, or pick another pose source")
@@ -185,8 +190,8 @@ def pose_spec(form: Form) -> str:
     if form.pose_choice == POSE_SPEECH:
         if not form.audio:
             raise InputError("Head pose from the speech needs speech audio; upload it or pick another pose source")
-        return "audio"
-    return "fixed"
+        return PoseFromSpeech()
+    return None
 
 
 def check_form(form: Form) -> None:
@@ -200,23 +205,12 @@ def check_form(form: Form) -> None:
         raise InputError("Nothing drives the mouth: upload speech audio, a lip video, or both")
 
 
-def build_options(form: Form, out: Path, checkpoint_dir: str, device: str,
-                  presets: Optional[str] = None) -> GenerateOptions:
-    values = dict(
-        source=form.identity, out=str(out), lip=form.lip, audio=form.audio, pose=pose_spec(form),
-        exp=expression_spec(form), exp_intensity=float(form.intensity), presets=presets,
-        exp_text=((form.exp_text or "").strip() or None) if form.exp_choice == EXP_SPEECH else None,
-        checkpoint=form.model or None, checkpoint_dir=checkpoint_dir, device=device,
-        batch_size=int(form.batch_size) if form.batch_size and form.batch_size > 0 else None,
-        crop=bool(form.crop), paste_back=bool(form.paste_back), smoothing=form.smoothing, face_sr=bool(form.face_sr),
-        progress=True,
-    )
-    # Only options this version of generate() has (it grows new fields, all with defaults).
-    return GenerateOptions(**{k: v for k, v in values.items() if option_exists(k)})
-
-
-def option_exists(name: str) -> bool:
-    return name in {f.name for f in dataclasses.fields(GenerateOptions)}
+def call_arguments(form: Form) -> dict:
+    """The form as the arguments of one `EDTalkPipeline` call."""
+    return dict(source=form.identity, audio=form.audio, lip=form.lip, pose=pose_spec(form), exp=expression_spec(form),
+                batch_size=int(form.batch_size) if form.batch_size and form.batch_size > 0 else None,
+                crop=bool(form.crop), paste_back=bool(form.paste_back), smoothing=form.smoothing,
+                face_sr=bool(form.face_sr), progress=True)
 
 
 def expression_words(form: Form) -> str:
@@ -281,18 +275,25 @@ class ModelInfo:
         return f"**{kind}, {size}** (`{where}`).{faces}" + presets
 
 
+def model_pipeline(models: ModelCache, checkpoint_dir, device: str = "auto", checkpoint: Optional[str] = None,
+                   presets: Optional[str] = None) -> EDTalkPipeline:
+    """The kept pipeline of the folder's model (the CLI's choice), or of one chosen generator."""
+    files = ModelFiles(Path(checkpoint_dir), Path(checkpoint) if checkpoint else None)
+    return models.pipeline(files, device, presets=presets)
+
+
 def describe_model(checkpoint_dir, models: ModelCache, device: str = "auto",
                    presets: Optional[str] = None) -> ModelInfo:
     """The folder's generator (loaded through `models`, so the first Generate finds it loaded)."""
     folder = Path(checkpoint_dir)
-    generator = model_part(folder, EDTALK_FILE) or model_part(folder, LIP_POSE_FILE)
+    full = model_part(folder, EDTALK_FILE)
+    generator = full or model_part(folder, LIP_POSE_FILE)
     info = ModelInfo(folder, generator, synthtalk=is_synthtalk_model(folder),
                      pose_flow=(folder / POSE_FLOW_DIR).exists(), audio2exp=(folder / AUDIO2EXP_DIR).exists(),
                      preset_dir=choose_preset_dir(presets, generator or folder / EDTALK_FILE))
     if generator is not None:
-        try:  # a video-mode request: loads the generator (and Audio2Lip when it is there)
-            model, _ = models.get(GenerateOptions(source="face.png", lip="lip.mp4", checkpoint=str(generator),
-                                                  checkpoint_dir=str(folder), device=device))
+        try:
+            model, _ = model_pipeline(models, folder, device, presets=presets).models(expression=full is not None)
             info.size = model.config.size
         except EDTalkError as exc:
             info.problem = str(exc)
@@ -407,10 +408,10 @@ class WebUI:
         folder = self.session_path(session)
         folder.mkdir(parents=True, exist_ok=True)
         out = folder / f"edtalk-{len(list(folder.glob('edtalk-*.mp4'))) + 1:03d}.mp4"
-        opts = build_options(form, out, self.checkpoint_dir, self.device, self.presets)
-        model, audio2lip = self.models.get(opts)
+        arguments = call_arguments(form)
+        pipe = model_pipeline(self.models, self.checkpoint_dir, self.device, form.model or None, self.presets)
         start = time.perf_counter()
-        result = generate(opts, model=model, audio2lip=audio2lip)
+        result = pipe.write(out, **arguments)
         seconds = time.perf_counter() - start
         self.files.claim(result.path, owner)
         summary = (f"**{result.num_frames} frames** ({result.num_frames / 25:.2f} s at 25 fps), "
@@ -420,23 +421,21 @@ class WebUI:
         return Result(str(result.path), summary, caption)
 
 
-# generate() speaks in CLI flags; the page names its own fields.
-FLAG_NAMES = {"--exp none": "the source's own expression", "--exp-intensity": "the intensity",
-              "--exp": "the expression", "--source": "the identity", "--audio": "the audio", "--lip": "the lip video",
-              "--pose": "the pose video", "--checkpoint-dir": "the checkpoint folder", "--checkpoint": "the model",
-              "--batch-size": "the batch size", "--paste-back": "paste-back", "--no-crop": "no face crop",
-              "--pose audio": "head pose from the speech", "--exp audio": "expression from the speech",
-              "--exp-text": "the transcript", "--pose-flow-checkpoint": "a pose_flow/ model in the checkpoint folder",
-              "--exp-predictor-checkpoint": "an audio2exp/ model in the checkpoint folder"}
-FLAG_PATTERN = re.compile("|".join(re.escape(f) + r"(?![\w-])" for f in FLAG_NAMES))
+# The page's names of the pipeline's arguments (an error's `field`).
+FIELD_LABELS = {"source": "Identity", "audio": "Audio", "lip": "Lip video", "pose": "Head pose", "exp": "Expression",
+                "exp_text": "Transcript", "exp_intensity": "Intensity", "checkpoint": "Model", "presets": "Presets",
+                "batch_size": "Batch size", "smoothing": "Smoothing", "face_sr": "Face restoration",
+                "pose_temperature": "Head pose", "seed": "Head pose"}
 
 
 def public_message(exc: BaseException, form: Form) -> str:
-    """The error text for the page: upload paths become file names, CLI flags the page's field names."""
-    text = str(exc)
+    """The error text for the page: the input it concerns by the page's name, then the message in
+    words (no command-line flags); upload paths become file names."""
+    text = exc.plain if isinstance(exc, EDTalkError) else str(exc)
     for path in form.uploads().values():
         text = text.replace(str(path), Path(path).name)
-    return FLAG_PATTERN.sub(lambda m: FLAG_NAMES[m.group(0)], text)
+    label = FIELD_LABELS.get(getattr(exc, "field", None))
+    return f"{label}: {text}" if label else text
 
 
 def internal_error_message(exc: BaseException, form: Form) -> str:
@@ -549,7 +548,7 @@ def build_app(ui: WebUI):
                                                 label="smoothing of the audio mouth motion")
                         batch_size = gr.Number(0, precision=0, minimum=0, label="batch size (0: 2 on CPU, 8 on GPU)")
                     face_sr = gr.Checkbox(False, label="restore faces with GFPGAN (×2; needs the face-sr extra and "
-                                                       "its weights)", visible=option_exists("face_sr"))
+                                                       "its weights)")
             with gr.Column():
                 button = gr.Button("Generate", variant="primary", elem_id="generate")
                 video = gr.Video(label="Result", elem_id="result", interactive=False, buttons=["download"], height=380)
@@ -714,4 +713,5 @@ def stop_on_sigterm() -> None:
 
 
 __all__ = ["WebUI", "Form", "ModelCache", "ModelInfo", "build_app", "serve", "check_upload", "expression_spec",
-           "pose_spec", "available_models", "describe_model", "example_set", "startup_line"]
+           "pose_spec", "call_arguments", "model_pipeline", "available_models", "describe_model", "example_set",
+           "startup_line"]

@@ -381,7 +381,7 @@ def generate_split(plan: GenerationPlan) -> Path:
     (saved as `<out>/sources/<name>.png`); V: the clip drives mouth, pose and expression; A: the
     clip's audio drives the mouth, the clip pose and expression.  Existing outputs are kept.
     """
-    from ..pipelines.generate import GenerateOptions, generate, load_models, resolve_device, resolve_dtype
+    from ..pipelines.pipeline import EDTalkPipeline
 
     data, out = Path(plan.data), Path(plan.out)
     if plan.mode not in ("video", "audio"):
@@ -392,13 +392,10 @@ def generate_split(plan: GenerationPlan) -> Path:
     if not names:
         raise InputError(f"{data}/{plan.split}.json lists no clips")
     ckpt = Path(plan.checkpoint)
-    # Audio2Lip.pt is looked for beside the generator unless given.
-    base = GenerateOptions(source="", checkpoint=plan.checkpoint, audio2lip_checkpoint=plan.audio2lip_checkpoint,
-                           checkpoint_dir=str(ckpt.parent if ckpt.is_file() else ckpt), device=plan.device,
-                           crop=False, progress=False)
-    device = resolve_device(plan.device)
-    model, audio2lip = load_models(base, need_audio=plan.mode == "audio", device=device,
-                                   dtype=resolve_dtype(base.dtype, device))
+    # Audio2Lip.pt is looked for beside the generator unless given; the generator is the one given, for every clip.
+    pipe = EDTalkPipeline.from_pretrained(ckpt.parent if ckpt.is_file() else ckpt, checkpoint=ckpt,
+                                          audio2lip=plan.audio2lip_checkpoint, device=plan.device)
+    model, _ = pipe.models(expression=True, audio=plan.mode == "audio")
     pred_dir = out / "pred"
     iterator = names
     if plan.progress and len(names) > 1:
@@ -414,11 +411,9 @@ def generate_split(plan: GenerationPlan) -> Path:
             raise InputError(f"EDTalk-A needs the clip's audio: {wav} is missing")
         source = _save_first_frame(video, out / "sources" / f"{name}.png")
         # V: the lip video drives the mouth and the layout WAV is only the soundtrack (for LSE)
-        opts = GenerateOptions(source=str(source), out=str(target), lip=str(video) if plan.mode == "video" else None,
-                               audio=str(wav) if wav.is_file() else None, pose=str(video),
-                               exp=str(video) if model.has_expression else "none", crop=False,
-                               checkpoint=plan.checkpoint, device=plan.device, progress=False)
-        generate(opts, model=model, audio2lip=audio2lip)
+        pipe.write(target, source=source, lip=video if plan.mode == "video" else None,
+                   audio=wav if wav.is_file() else None, pose=video, exp=video if model.has_expression else None,
+                   crop=False, progress=False)
     return pred_dir
 
 

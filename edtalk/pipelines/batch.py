@@ -5,7 +5,8 @@ or `exp-intensity`; `no_crop: true` or `crop: false`); flags given after the fil
 every job. Relative paths in a job are relative to the jobs file; those of the defaults, to the working
 folder.
 
-- Models load once per process (`ModelCache`, and the speech-driven networks by `cached_loader`).
+- Models load once per process: jobs run through one `EDTalkPipeline` per model setting (`ModelCache`),
+  which loads each network once.
 - A job whose output exists is skipped, and outputs are written atomically, so a rerun resumes.
 - A failed job is one line on stderr and the list goes on; a summary comes last; the exit code is 1
   if any job failed (2 only for a missing or empty jobs file).
@@ -262,8 +263,7 @@ def run_job(job: Job, models, rank: Rank, out: Optional[TextIO] = None, err: Opt
     opts = replace(job.options, progress=False, device=rank.device(job.options.device))
     start = time.perf_counter()
     try:
-        model, audio2lip = models.get(opts)
-        result = generate(opts, model=model, audio2lip=audio2lip)
+        result = generate(opts, pipeline=models.get(opts))  # the process's EDTalkPipeline for this model
     except EDTalkError as exc:
         reason = str(exc)
     except Exception as exc:  # noqa: BLE001 (out of GPU memory, a bug): it stops this job, not the list

@@ -18,8 +18,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..model import EDTalk
 from ..nn.layers import reference_ops
 from .drivers import DriverPlan, plan_drivers
-from .generate import Drivers, Generator
-from .preprocess import PreparedVideo
+from .pipeline import EDTalkPipeline
+from .specs import Weights
 
 
 @dataclass
@@ -108,27 +108,15 @@ def _reference_frames(model, sc, inp):
     return torch.cat(outs)
 
 
-@torch.inference_mode()
 def our_path(model: EDTalk, sc: Scenario, inp: Dict[str, torch.Tensor], batch_size: int) -> torch.Tensor:
-    """What `edtalk generate` does: source once, each driver frame once, the same driver plan and
-    gathering (plan_drivers + Drivers.from_plan), batched rendering."""
-    gen = Generator(model, batch_size=batch_size, progress=False)
-    videos: Dict[int, PreparedVideo] = {}
-
-    def weights(name, part):  # one PreparedVideo per distinct tensor, as the CLI keeps one per file
-        video = videos.setdefault(id(inp[name]), PreparedVideo(inp[name]))
-        return gen.heads(gen.video_latents(video), (part,))[part]
-
-    latent, feats = model.encode(inp["source"])
-    own = gen.heads(latent, ("pose",))
-    mouth = weights("lip", "mouth") if sc.lip == "video" else inp["mouth"]
-    pose = weights("pose", "pose") if sc.pose == "video" else None
-    exp = weights("exp", "exp") if sc.exp == "video" else None
-    drivers = Drivers.from_plan(scenario_plan(model, sc, inp), mouth, own["pose"], pose, exp,
-                                inp["preset"] if sc.exp == "preset" else None)
-    frames: List[torch.Tensor] = []
-    gen.render(latent, feats, drivers, frames.append)
-    return torch.cat(frames)
+    """What `edtalk generate` runs: an EDTalkPipeline call (source once, each driver video once — one
+    video driving several factors is encoded once — the same driver plan, batched rendering); the
+    model's own frames, before pixels and the MP4."""
+    pipe = EDTalkPipeline(generator=model, batch_size=batch_size)
+    exp = {"video": inp["exp"], "preset": Weights(inp["preset"]), "none": None}[sc.exp]
+    result = pipe(source=inp["source"], lip=inp["lip"] if sc.lip == "video" else Weights(inp["mouth"]),
+                  pose=inp["pose"] if sc.pose == "video" else None, exp=exp, crop=False, output_type="pt")
+    return result.frames
 
 
 def count_gflop(fn: Callable[[], torch.Tensor]) -> float:

@@ -81,7 +81,7 @@ def pipeline_for(opts: GenerateOptions, model=None, audio2lip=None) -> EDTalkPip
 
 def pipeline_settings(opts: GenerateOptions) -> tuple:
     """What makes two options' pipelines the same (for keeping one per setting: the web page, batch)."""
-    return (model_files(opts), str(resolve_device(opts.device)), opts.dtype, opts.presets)
+    return (model_files(opts), str(resolve_device(opts.device)), opts.dtype, str(opts.presets) if opts.presets else None)
 
 
 def call_arguments(opts: GenerateOptions) -> dict:

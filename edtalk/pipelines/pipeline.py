@@ -49,7 +49,7 @@ OUTPUT_TYPES = ("uint8", "pt")
 
 @dataclass
 class PipelineOutput:
-    """One generated clip: `frames` uint8 [T,H,W,3] (float [T,3,H,W], unclamped, for output_type="pt"),
+    """One generated clip: `frames` uint8 [T,H,W,3] (the model's [T,3,H,W], unclamped, for output_type="pt"),
     at `fps`, with `audio` its sound (the driving file, kept at its own quality; 16 kHz samples; or None)."""
 
     frames: Any
@@ -119,21 +119,23 @@ def concerning(name: str):
 class EDTalkPipeline:
     """Talking-head generation from one model folder's networks (see the module docstring)."""
 
-    def __init__(self, files: Optional[ModelFiles] = None, device: str = "auto", dtype: str = "fp32", *,
-                 generator=None, audio2lip=None, presets=None, batch_size: Optional[int] = None,
+    def __init__(self, files: Optional[ModelFiles] = None, device: Optional[str] = None, dtype: Optional[str] = None,
+                 *, generator=None, audio2lip=None, presets=None, batch_size: Optional[int] = None,
                  progress: bool = False):
-        """`files`: where the networks are. `generator` / `audio2lip`: networks already loaded (they
-        are used for every call; the pose flow and expression predictor still come from `files`).
-        `presets`: a folder of `<name>.npy` presets (default: the model folder's presets/, else
-        $EDTALK_PRESETS, else the official table)."""
+        """`files`: where the networks are. `device` (auto, cpu, cuda, cuda:N, mps) and `dtype` (fp32,
+        fp16, bf16): where the loaded networks run (default: auto and fp32, or the given generator's).
+        `generator` / `audio2lip`: networks already loaded (used for every call; the pose flow and
+        expression predictor still come from `files`). `presets`: a folder of `<name>.npy` presets
+        (default: the model folder's presets/, else $EDTALK_PRESETS, else the official table)."""
         self.files = files or ModelFiles(Path("checkpoints"))
         if self.files.engine not in ENGINES:
             raise InputError(f"unknown --engine {self.files.engine!r} (use torch or onnx)", field="engine")
-        self.device_name = str(device)
-        self.device = resolve_device(self.device_name)
-        self.dtype = resolve_dtype(str(dtype), self.device)
+        self.device_name = str(device or "auto")
+        self.device = resolve_device(self.device_name) if device is not None or generator is None else generator.device
+        self.dtype = resolve_dtype(str(dtype or "fp32"), self.device) if dtype is not None or generator is None \
+            else generator.dtype
         if self.files.engine == "onnx":
-            self._check_onnx_export(str(dtype))
+            self._check_onnx_export(str(dtype or "fp32"))
         self.presets = Path(presets) if presets is not None else None
         if self.presets is not None:
             with concerning("presets"):
@@ -279,7 +281,8 @@ class EDTalkPipeline:
             smoothing: "edge" (default), "official" or "none" for the audio mouth weights.
             parity: the official per-demo driver rules; legacy_normalize: the official min–max pixels.
             face_sr: GFPGAN ×2 on every frame (weights `face_sr_weights` or $EDTALK_GFPGAN_WEIGHTS).
-            output_type: "uint8" (frames [T,H,W,3]) or "pt" (the model's float frames [T,3,H,W]).
+            output_type: "uint8" (frames [T,H,W,3]) or "pt" (the model's own frames [T,3,H,W], unclamped,
+                on its device in its dtype).
 
         Errors: an `InputError` / `CheckpointError` whose `field` names the argument at fault.
         """
@@ -512,9 +515,9 @@ def _mode_of(source, audio, lip) -> str:
     if source is None:
         raise InputError("no --source: give a face image (or a talking-head video to dub)", field="source",
                          plain="give a face image (or a talking-head video to dub)")
-    if is_video(source):
-        if not isinstance(source, (str, Path)):
-            raise InputError("a source video to dub is given as a file", field="source")
+    if isinstance(source, np.ndarray) and source.ndim == 4:
+        raise InputError("a source video to dub is given as a file", field="source")
+    if isinstance(source, (str, Path)) and is_video_path(source):
         if audio is None:
             raise InputError("dubbing a source video needs --audio", field="audio",
                              plain="dubbing a source video needs speech audio")

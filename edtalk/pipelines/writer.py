@@ -67,14 +67,15 @@ class Pixels:
 
 
 class MemorySink:
-    """Collects the clip's uint8 frames [T,H,W,3] (or its float frames, with `pixels=None`)."""
+    """Collects the clip's uint8 frames [T,H,W,3] (or, with `pixels=None`, the model's own frames
+    [T,3,H,W] where they are)."""
 
     def __init__(self, pixels: Optional[Pixels]):
         self.pixels = pixels
         self.parts: List = []
 
     def write(self, frames: torch.Tensor, paste=None) -> None:
-        self.parts.append(self.pixels(frames, paste) if self.pixels is not None else frames.detach().float().cpu())
+        self.parts.append(self.pixels(frames, paste) if self.pixels is not None else frames.detach())
 
     def frames(self):
         if self.pixels is None:

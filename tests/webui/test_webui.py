@@ -1,5 +1,5 @@
-"""The web UI's server side without a browser: upload checks, form → options, model notice and examples,
-model cache, sessions, presets of the model folder, and who may fetch which file."""
+"""The web UI's server side without a browser: upload checks, form → the pipeline's typed arguments, model
+notice and examples, kept pipelines, sessions, presets of the model folder, and who may fetch which file."""
 import dataclasses
 import os
 from pathlib import Path
@@ -9,10 +9,11 @@ import pytest
 
 from edtalk.errors import EDTalkError, InputError
 from edtalk.pipelines.generate import GenerateOptions
+from edtalk.pipelines.specs import ExpressionFromSpeech, PoseFromSpeech, Preset
 from edtalk.presets import expression_from_spec, preset
 from edtalk.video import probe_video
 from edtalk.webui import (EXP_BLEND, EXP_FILE, EXP_OWN, EXP_PRESET, EXP_SPEECH, LIMIT_MB, POSE_FIXED, POSE_SPEECH,
-                          POSE_VIDEO, Form, ModelCache, WebUI, available_models, build_options, check_upload,
+                          POSE_VIDEO, Form, ModelCache, WebUI, available_models, call_arguments, check_upload,
                           default_presets, describe_model, example_set, expression_spec, identity_advice,
                           internal_error_message, pose_spec, public_message, startup_line)
 
@@ -50,40 +51,36 @@ def _renamed(src: Path, dst: Path) -> Path:
     return dst
 
 
-def test_expression_sources_map_to_the_cli_values(tmp_path):
-    assert expression_spec(Form()) == "none"
-    assert expression_spec(Form(exp_choice=EXP_PRESET, preset="sad")) == "sad"
-    spec = expression_spec(Form(exp_choice=EXP_BLEND, preset="happy", preset2="surprised", blend=0.3))
-    assert spec == "happy:0.7+surprised:0.3"
-    np.testing.assert_allclose(expression_from_spec(spec, 1.5),
-                               0.7 * preset("happy", 1.5) + 0.3 * preset("surprised", 1.5), rtol=1e-6)
-    assert expression_spec(Form(exp_choice=EXP_BLEND, preset="sad", preset2="sad", blend=0.5)) == "sad"
+def test_expression_sources_become_typed_values(tmp_path):
+    assert expression_spec(Form()) is None
+    assert expression_spec(Form(exp_choice=EXP_PRESET, preset="sad", intensity=1.5)) == Preset({"sad": 1.0}, 1.5)
+    spec = expression_spec(Form(exp_choice=EXP_BLEND, preset="happy", preset2="surprised", blend=0.3, intensity=1.5))
+    assert spec.weights == pytest.approx({"happy": 0.7, "surprised": 0.3}) and spec.intensity == 1.5
+    np.testing.assert_allclose(spec.vector(), 0.7 * preset("happy", 1.5) + 0.3 * preset("surprised", 1.5), rtol=1e-6)
+    np.testing.assert_allclose(spec.vector(), expression_from_spec("happy:0.7+surprised:0.3", 1.5), rtol=1e-6)
+    assert expression_spec(Form(exp_choice=EXP_BLEND, preset="sad", preset2="sad", blend=0.5)) == Preset({"sad": 1.0})
     with pytest.raises(InputError, match="Expression: upload a video or image"):
         expression_spec(Form(exp_choice=EXP_FILE))
     assert default_presets(["happy", "neutral", "sad", "surprised"]) == ("happy", "surprised")
     assert default_presets(["calm", "neutral", "tense"]) == ("calm", "tense")  # a folder of one's own presets
 
 
-def test_form_becomes_the_cli_options(tmp_path):
+def test_form_becomes_the_pipelines_arguments(tmp_path):
     form = Form(identity="a.png", audio="s.wav", pose=None, exp_choice=EXP_PRESET, preset="happy", intensity=1.5,
                 model="", crop=False, paste_back=True, smoothing="none", batch_size=0)
-    opts = build_options(form, tmp_path / "o.mp4", "ckpts", "cpu", presets="my/presets")
-    assert isinstance(opts, GenerateOptions)
-    expected = GenerateOptions(source="a.png", out=str(tmp_path / "o.mp4"), audio="s.wav", pose="fixed", exp="happy",
-                               exp_intensity=1.5, presets="my/presets", checkpoint=None, checkpoint_dir="ckpts",
-                               device="cpu", batch_size=None, crop=False, paste_back=True, smoothing="none")
-    assert dataclasses.asdict(opts) == dataclasses.asdict(expected)
-    assert build_options(dataclasses.replace(form, batch_size=3, model="x/EDTalk.pt"), tmp_path / "o.mp4", "c",
-                         "cpu").batch_size == 3
+    assert call_arguments(form) == dict(source="a.png", audio="s.wav", lip=None, pose=None,
+                                        exp=Preset({"happy": 1.0}, 1.5), batch_size=None, crop=False,
+                                        paste_back=True, smoothing="none", face_sr=False, progress=True)
+    assert call_arguments(dataclasses.replace(form, batch_size=3))["batch_size"] == 3
 
 
 def test_pose_comes_from_the_one_chosen_source(tmp_path):
     """A pose video and "from the speech" cannot both be asked for: the choice is one radio, and the
     video is used (and checked) only when it is the choice."""
     form = Form(identity="a.png", audio="s.wav", pose="p.mp4")
-    assert pose_spec(form) == "fixed"  # an uploaded video is not the pose unless chosen
+    assert pose_spec(form) is None  # an uploaded video is not the pose unless chosen: the source's own, held still
     assert pose_spec(dataclasses.replace(form, pose_choice=POSE_VIDEO)) == "p.mp4"
-    assert pose_spec(dataclasses.replace(form, pose_choice=POSE_SPEECH)) == "audio"
+    assert pose_spec(dataclasses.replace(form, pose_choice=POSE_SPEECH)) == PoseFromSpeech()
     assert "pose" not in dataclasses.replace(form, pose_choice=POSE_SPEECH).used_uploads()
     with pytest.raises(InputError, match="^Head pose: upload a pose video, or pick another pose source$"):
         pose_spec(dataclasses.replace(form, pose=None, pose_choice=POSE_VIDEO))
@@ -154,20 +151,22 @@ def test_the_page_takes_the_model_folders_presets(synthtalk_speech, tmp_path):
     assert np.abs(page.astype(int) - read_video(outs["official"])[0]).max() > 10
 
 
-def test_model_cache_loads_once_and_reloads_a_replaced_file(tiny_ckpt_dir, speech):
+def test_model_cache_keeps_one_pipeline_per_model_and_reloads_a_replaced_file(tiny_ckpt_dir, speech):
     cache = ModelCache()
     opts = GenerateOptions(source="face.png", audio=str(speech), exp="happy", checkpoint_dir=str(tiny_ckpt_dir),
                            device="cpu")
-    model, audio2lip = cache.get(opts)
+    pipe = cache.get(opts)
+    assert cache.get(dataclasses.replace(opts, exp="sad", source="other.png")) is pipe  # same model: same pipeline
+    assert cache.get(dataclasses.replace(opts, checkpoint=str(tiny_ckpt_dir / "EDTalk.pt"))) is not pipe
+    model, audio2lip = pipe.models(expression=True, audio=True)
     assert audio2lip is not None and model.has_expression
-    assert cache.get(dataclasses.replace(opts, exp="sad"))[0] is model  # same file: no reload
-    assert cache.loads == 1
-    lip_pose = cache.get(dataclasses.replace(opts, exp="none"))[0]  # the CLI's rule picks EDTalk_lip_pose.pt
-    assert not lip_pose.has_expression and cache.loads == 2
+    assert pipe.models(expression=True, audio=True)[0] is model and cache.loads == {"EDTalk": 1, "Audio2Lip": 1}
+    lip_pose = pipe.models(expression=False)[0]  # the CLI's rule picks EDTalk_lip_pose.pt
+    assert not lip_pose.has_expression and cache.loads["EDTalk_lip_pose"] == 1
     ckpt = tiny_ckpt_dir / "EDTalk.pt"
     stat = ckpt.stat()
     os.utime(ckpt, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10 ** 9))
-    assert cache.get(opts)[0] is not model and cache.loads == 3
+    assert pipe.models(expression=True)[0] is not model and cache.loads["EDTalk"] == 2
 
 
 def test_generation_per_session_reuses_the_model(tiny_ckpt_dir, speech, tmp_path):
@@ -176,7 +175,7 @@ def test_generation_per_session_reuses_the_model(tiny_ckpt_dir, speech, tmp_path
     path_a, summary, caption = ui.run(form, "session-a", owner="browser-1")
     path_b = ui.run(dataclasses.replace(form, preset="sad"), "session-b", owner="browser-2").path
     again = ui.run(form, "session-a", owner="browser-1").path
-    assert ui.models.loads == 1
+    assert ui.models.loads == {"EDTalk": 1, "Audio2Lip": 1}
     assert summary.startswith("**12 frames** (0.48 s at 25 fps), audio mode, edtalk model, made in ")
     assert caption.endswith(" · 12 frames · audio · happy ×1")
     info = probe_video(path_a)
@@ -219,28 +218,33 @@ def test_generate_errors_name_the_page_fields_not_cli_flags(tiny_ckpt_dir, speec
                          pose_choice=POSE_VIDEO)
     with pytest.raises(EDTalkError) as err:
         ui.run(dub_with_pose, "s")
-    assert "--pose" in str(err.value)  # generate() speaks CLI
+    assert err.value.field == "pose" and "--pose" in str(err.value)  # the command line's message names the flag
     message = public_message(err.value, dub_with_pose)
-    assert message.startswith("the pose video does not apply to dubbing") and "--" not in message
-    assert public_message(EDTalkError("use --exp none; --exp-intensity and --checkpoint-dir"), Form()) == \
-        "use the source's own expression; the intensity and the checkpoint folder"
+    assert message == "Head pose: does not apply to dubbing: each frame of the source video gives the pose"
+    lip_pose = Form(identity=str(EXAMPLES / "source.png"), audio=str(speech), crop=False, exp_choice=EXP_PRESET,
+                    model=str(tiny_ckpt_dir / "EDTalk_lip_pose.pt"))
+    with pytest.raises(EDTalkError) as err:
+        ui.run(lip_pose, "s")
+    assert public_message(err.value, lip_pose) == ("Expression: needs the full EDTalk model, not the lip-pose model; "
+                                                   "or keep the source's own expression")
+    assert public_message(InputError("cannot read image /tmp/x/face.png: X", field="source"),
+                          Form(identity="/tmp/x/face.png")) == "Identity: cannot read image face.png: X"
 
 
-def test_pose_and_expression_from_the_speech_map_to_the_cli_values(tmp_path):
+def test_pose_and_expression_from_the_speech_become_typed_values(tmp_path):
     form = Form(identity="a.png", audio="s.wav", pose="p.mp4", pose_choice=POSE_SPEECH, exp_choice=EXP_SPEECH,
                 exp_text="  what a lovely day ")
-    opts = build_options(form, tmp_path / "o.mp4", "ckpts", "cpu")
-    assert (opts.pose, opts.exp, opts.exp_text) == ("audio", "audio", "what a lovely day")
-    blank = build_options(dataclasses.replace(form, exp_text=" ", pose_choice=POSE_VIDEO), tmp_path / "o.mp4", "c",
-                          "cpu")
-    assert (blank.pose, blank.exp, blank.exp_text) == ("p.mp4", "audio", None)
-    other = build_options(dataclasses.replace(form, exp_choice=EXP_PRESET), tmp_path / "o.mp4", "c", "cpu")
-    assert other.exp_text is None  # the transcript belongs to the speech predictor only
+    values = call_arguments(form)
+    assert (values["pose"], values["exp"]) == (PoseFromSpeech(), ExpressionFromSpeech(text="what a lovely day"))
+    blank = call_arguments(dataclasses.replace(form, exp_text=" ", pose_choice=POSE_VIDEO))
+    assert (blank["pose"], blank["exp"]) == ("p.mp4", ExpressionFromSpeech(text=None))
+    other = call_arguments(dataclasses.replace(form, exp_choice=EXP_PRESET))
+    assert other["exp"] == Preset({"happy": 1.0})  # the transcript belongs to the speech predictor only
     for bad, field in ((dataclasses.replace(form, audio=None, lip="l.mp4"), "Head pose from the speech"),
                        (dataclasses.replace(form, audio=None, lip="l.mp4", pose_choice=POSE_FIXED),
                         "Expression from the speech")):
         with pytest.raises(InputError, match=field):
-            build_options(bad, tmp_path / "o.mp4", "c", "cpu")
+            call_arguments(bad)
 
 
 def test_the_bundled_chain_runs_with_pose_and_expression_from_the_speech(tiny_synthtalk_model, tiny_ckpt_dir,
