@@ -1,4 +1,5 @@
-"""Our batched/cached generation computes what the official per-frame call pattern computes, with less work."""
+"""Our generation — an EDTalkPipeline call, as `edtalk generate` makes it (benchmark.our_path) — computes what
+the official per-frame call pattern computes, with less work."""
 import pytest
 
 from edtalk import EDTalk, EDTalkConfig
