@@ -155,8 +155,13 @@ class EDTalkPipeline:
         `pose_flow/`, `audio2exp/` and `presets/` when it has them (e.g. `checkpoints/synthtalk`);
         with engine="onnx", an `edtalk export-onnx` folder run by onnxruntime.
 
-        `checkpoint`, `audio2lip`, `pose_flow`, `audio2exp` replace the folder's own networks.
+        `checkpoint`, `audio2lip`, `pose_flow`, `audio2exp` replace the folder's own networks; a saved
+        generator folder itself (`model.save_pretrained(dir)`) is taken as `checkpoint`.
         Networks load on first use (a video-driven call never reads Audio2Lip)."""
+        from ..checkpoints import saved_model_type
+
+        if checkpoint is None and str(engine or "torch").lower() == "torch" and saved_model_type(folder) == "edtalk":
+            checkpoint = folder
         opt = lambda p: Path(p) if p is not None else None  # noqa: E731
         files = ModelFiles(Path(folder), opt(checkpoint), opt(audio2lip), opt(pose_flow), opt(audio2exp),
                            str(engine or "torch").lower())
@@ -274,7 +279,8 @@ class EDTalkPipeline:
             exp: None or "none" (the source's own expression; the lip-pose model when the folder has
                 it), a preset or blend ("happy", "happy:0.7+sad:0.3", `Preset`), a video or image of
                 a face, `Weights` [10] / [T,10] or an .npy of them, or "audio" / `ExpressionFromSpeech`.
-            exp_intensity: preset and predicted-expression strength (0 neutral, 1 the preset).
+            exp_intensity: the strength of a preset or predicted expression named by a string (0 neutral,
+                1 the preset); `Preset` and `ExpressionFromSpeech` carry their own.
             exp_text: a transcript whose emotion words drive the expression (alone, or with exp="audio").
             crop: find and crop the face (False: inputs are aligned crops at the model's size).
             paste_back: paste the generated face back into the full source frame.

@@ -108,6 +108,16 @@ def test_a_replaced_checkpoint_is_loaded_again(ckpts, media, tmp_path):
     assert pipe.models(expression=True)[0] is not first and pipe.loads["EDTalk"] == 2
 
 
+def test_a_saved_generator_folder_is_a_model_folder_of_its_own(ckpts, media, tmp_path):
+    from edtalk import EDTalk
+
+    EDTalk.from_pretrained(ckpts / "EDTalk.pt").save_pretrained(tmp_path / "my_model")
+    saved = EDTalkPipeline.from_pretrained(tmp_path / "my_model", device="cpu")
+    official = EDTalkPipeline.from_pretrained(ckpts, device="cpu", checkpoint=ckpts / "EDTalk.pt")
+    call = dict(source=media["face"], lip=media["lip"], exp="happy", crop=False)
+    assert np.array_equal(saved(**call).frames, official(**call).frames)
+
+
 def test_typed_specs_and_arrays_give_the_strings_and_files_frames(ckpts, media, tmp_path):
     pipe = EDTalkPipeline.from_pretrained(ckpts, device="cpu")
     base = dict(source=media["face"], audio=media["speech"], crop=False)
