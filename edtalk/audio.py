@@ -182,14 +182,31 @@ def _mel_magnitude(y: np.ndarray) -> np.ndarray:
     """
     padded = np.pad(y, N_FFT // 2, mode="reflect")
     n_frames = 1 + (padded.size - N_FFT) // HOP
-    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(WIN) / WIN)  # periodic Hann
-    bank = mel_filterbank()
+    window, bank = stft_window(), mel_filterbank()
     out = np.empty((NUM_MELS, n_frames))
     for start in range(0, n_frames, STFT_BLOCK):
         frames = np.arange(start, min(n_frames, start + STFT_BLOCK))
-        idx = np.arange(N_FFT)[None, :] + HOP * frames[:, None]
-        out[:, frames] = bank @ np.abs(np.fft.rfft(padded[idx] * window, axis=1)).T
+        out[:, frames] = mel_magnitude_rows(padded, frames, window, bank)
     return out
+
+
+def stft_window() -> np.ndarray:
+    """The periodic Hann window of the STFT: [WIN]."""
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(WIN) / WIN)
+
+
+def mel_magnitude_rows(padded: np.ndarray, frames: np.ndarray, window: np.ndarray, bank: np.ndarray) -> np.ndarray:
+    """Mel filterbank of |STFT| at STFT frames `frames` of a padded pre-emphasised signal (frame f
+    starts at sample HOP·f of `padded`): [80, len(frames)]. Shared with :class:`edtalk.audio_stream.MelStream`."""
+    idx = np.arange(N_FFT)[None, :] + HOP * np.asarray(frames)[:, None]
+    return bank @ np.abs(np.fft.rfft(padded[idx] * window, axis=1)).T
+
+
+def normalized_db(mel: np.ndarray) -> np.ndarray:
+    """Mel magnitudes [80, rows] → the Wav2Lip normalised log scale, [rows, 80] float32 in [-4, 4]."""
+    db = 20.0 * np.log10(np.maximum(1e-5, mel)) - REF_LEVEL_DB
+    norm = 2 * MAX_ABS * (db - MIN_LEVEL_DB) / (-MIN_LEVEL_DB) - MAX_ABS
+    return np.clip(norm, -MAX_ABS, MAX_ABS).T.astype(np.float32)
 
 
 def mel_spectrogram(wav_16k: np.ndarray) -> np.ndarray:
@@ -206,10 +223,7 @@ def mel_spectrogram(wav_16k: np.ndarray) -> np.ndarray:
     y = np.empty_like(x)
     y[0] = x[0]
     y[1:] = x[1:] - PREEMPHASIS * x[:-1]
-    mel = _mel_magnitude(y)
-    db = 20.0 * np.log10(np.maximum(1e-5, mel)) - REF_LEVEL_DB
-    norm = 2 * MAX_ABS * (db - MIN_LEVEL_DB) / (-MIN_LEVEL_DB) - MAX_ABS
-    return np.clip(norm, -MAX_ABS, MAX_ABS).T.astype(np.float32)
+    return normalized_db(_mel_magnitude(y))
 
 
 # --------------------------------------------------------------------------- windows (§6.2)

@@ -58,7 +58,8 @@ def _add_generate_args(p: argparse.ArgumentParser, batch: bool = False) -> None:
                          "presets/ folder beside the generator, e.g. checkpoints/synthtalk/presets, else "
                          "$EDTALK_PRESETS, else the official presets)")
     io.add_argument("--out", default=None if batch else "results/edtalk.mp4",
-                    help="output MP4 (default: results/edtalk.mp4)")
+                    help="output MP4 (default: results/edtalk.mp4); - streams a fragmented MP4 to stdout "
+                         "(e.g. | ffplay -)")
     io.add_argument("--save-frames", metavar="DIR", help="also write every frame as PNG into DIR")
 
     mdl = p.add_argument_group("checkpoints")
@@ -257,6 +258,14 @@ def _cmd_generate(args) -> int:
     opts = generate_options(args)
     pipe = pipeline_for(opts)  # the EDTalkPipeline of --checkpoint-dir / --engine, loading what the call needs
     keep_freed_memory()  # reuse activation buffers across frames (glibc); ~15% faster on CPU
+    if opts.out == "-":  # a fragmented MP4 on stdout, for a pipe; every message goes to stderr
+        from .video import stdout_for_video
+
+        with stdout_for_video() as video:
+            result = pipe.write(video, save_frames=opts.save_frames, **call_arguments(opts))
+        print(f"wrote {result.num_frames} frames at 25 fps to stdout ({result.mode} mode, {result.variant} model)",
+              file=sys.stderr)
+        return 0
     result = pipe.write(opts.out, save_frames=opts.save_frames, **call_arguments(opts))
     print(f"wrote {result.path} ({result.num_frames} frames at 25 fps, {result.mode} mode, {result.variant} model)")
     return 0

@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional, Tuple, Union
 
@@ -162,11 +164,17 @@ class VideoWriter:
             raise InputError(f"output folder does not exist: {self.path.parent}")
         if not os.access(self.path.parent, os.W_OK):
             raise InputError(f"output folder is not writable: {self.path.parent}")
+        self._tmp = tempfile.TemporaryDirectory(dir=self.path.parent, prefix=".edtalk-")
+        self._tmp_out = Path(self._tmp.name) / ("out" + (self.path.suffix or ".mp4"))
+        self._start(width, height, fps, audio, sample_rate, num_frames, crf, audio_bitrate,
+                    ["-movflags", "+faststart", str(self._tmp_out)], stdout=None)
+
+    def _start(self, width, height, fps, audio, sample_rate, num_frames, crf, audio_bitrate, output: list,
+               stdout) -> None:
+        """Start ffmpeg: raw frames on its stdin (+ the sound), H.264 + AAC into `output` (its last flags)."""
         self.size = (int(height), int(width))
         self.pad = (self.size[0] % 2, self.size[1] % 2)  # yuv420p needs even sizes: pad by one pixel
         self.frames_written = 0
-        self._tmp = tempfile.TemporaryDirectory(dir=self.path.parent, prefix=".edtalk-")
-        self._tmp_out = Path(self._tmp.name) / ("out" + (self.path.suffix or ".mp4"))
         if isinstance(audio, np.ndarray):
             wav = Path(self._tmp.name) / "audio.wav"
             _write_wav(wav, audio, sample_rate)
@@ -178,10 +186,9 @@ class VideoWriter:
             cmd += ["-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", audio_bitrate,
                     "-af", "apad"]  # pad short sound with silence, then cut to the video's length
             cmd += ["-t", f"{num_frames / fps:.6f}"] if num_frames else ["-shortest"]
-        cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf), "-movflags", "+faststart",
-                str(self._tmp_out)]
+        cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf), *output]
         self._err = tempfile.TemporaryFile()
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=self._err)
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=stdout, stderr=self._err)
 
     def write(self, frames: np.ndarray) -> None:
         frames = np.asarray(frames)
@@ -201,20 +208,24 @@ class VideoWriter:
     def close(self) -> Path:
         """Finish the file and move it into place; EDTalkError if ffmpeg failed."""
         try:
-            try:
-                self._proc.stdin.close()
-            except BrokenPipeError:
-                pass
-            code = self._proc.wait()
-            self._err.seek(0)
-            err = self._err.read().decode(errors="replace").strip()
-            if code != 0 or self.frames_written == 0:
-                reason = err.splitlines()[-1] if err else ("no frames" if not self.frames_written else "unknown error")
-                raise EDTalkError(f"ffmpeg failed writing {self.path}: {reason}")
+            self._finish()
             os.replace(self._tmp_out, self.path)
         finally:
             self._cleanup()
         return self.path
+
+    def _finish(self) -> None:
+        """Let ffmpeg end the file; EDTalkError if it failed."""
+        try:
+            self._proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        code = self._proc.wait()
+        self._err.seek(0)
+        err = self._err.read().decode(errors="replace").strip()
+        if code != 0 or self.frames_written == 0:
+            reason = err.splitlines()[-1] if err else ("no frames" if not self.frames_written else "unknown error")
+            raise EDTalkError(f"ffmpeg failed writing {self.path}: {reason}")
 
     def abort(self) -> None:
         if self._proc.poll() is None:
@@ -239,6 +250,54 @@ class VideoWriter:
         else:
             self.abort()
         return False
+
+
+class StreamVideoWriter(VideoWriter):
+    """:class:`VideoWriter` into an open binary stream (a pipe, stdout) instead of a file: a
+    fragmented MP4 (the header, then a fragment per keyframe, one a second, with no B-frames or
+    look-ahead) that a player or another program reads while it is written; the sound keeps its
+    sync (the header's edit list skips the AAC priming). What has been written
+    cannot be taken back: a failure ends the stream short."""
+
+    def __init__(self, stream, width: int, height: int, fps: float = FPS,
+                 audio: Union[None, PathLike, np.ndarray] = None, sample_rate: int = 16000,
+                 num_frames: Optional[int] = None, crf: int = 18, audio_bitrate: str = "192k"):
+        self.path = Path("-")
+        self._tmp = tempfile.TemporaryDirectory(prefix="edtalk-")  # the sound of an array, as a WAV
+        stream.flush()  # what was written to it before goes first
+        # delay_moov: the header waits for the first fragment, so its edit list can skip the AAC
+        # encoder's priming (with empty_moov the sound plays 1024 samples late: 64 ms at 16 kHz).
+        output = ["-g", str(int(round(fps))), "-tune", "zerolatency", "-f", "mp4",
+                  "-movflags", "frag_keyframe+delay_moov+default_base_moof", "pipe:1"]
+        self._start(width, height, fps, audio, sample_rate, num_frames, crf, audio_bitrate, output,
+                    stdout=stream.fileno())
+
+    def close(self) -> Path:
+        try:
+            self._finish()
+        finally:
+            self._cleanup()
+        return self.path
+
+
+@contextmanager
+def stdout_for_video():
+    """This process's stdout as a binary stream for a video (`StreamVideoWriter`), while anything
+    else written to stdout meanwhile — Python's prints, native libraries, child processes — goes to
+    stderr, so nothing mixes into the video's bytes. Refuses a terminal."""
+    if os.isatty(1):
+        raise InputError("--out - writes the video's bytes to stdout: pipe it into a player or a file "
+                         "(e.g. `| ffplay -`)", field="out", plain="the video goes to stdout: pipe it somewhere")
+    sys.stdout.flush()
+    original = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with os.fdopen(os.dup(original), "wb") as video:
+            yield video
+    finally:
+        sys.stdout.flush()
+        os.dup2(original, 1)
+        os.close(original)
 
 
 def write_video(

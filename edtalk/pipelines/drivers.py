@@ -23,11 +23,12 @@ from ..errors import InputError
 EXP_TAIL_TRIM = 20
 
 
-def extend_indices(num_frames: int, length: int, rule: str = "pingpong") -> np.ndarray:
-    """Source frame index for each of `length` output frames."""
+def extend_indices(num_frames: int, length: int, rule: str = "pingpong", start: int = 0) -> np.ndarray:
+    """Source frame index for each of output frames `start`..`length`−1 (each depends on its own
+    index only, so a stream plans batch by batch)."""
     if num_frames <= 0:
         raise InputError("a driver has no frames")
-    j = np.arange(length)
+    j = np.arange(start, length)
     if rule == "pingpong":
         m = j % (2 * num_frames)
         return np.where(m < num_frames, m, 2 * num_frames - 1 - m)
@@ -73,7 +74,7 @@ def pose_rule(mode: str, parity: bool, lip_pose_model: bool) -> str:
 
 def plan_drivers(mode: str, length: int, pose_frames: Optional[int] = None, exp_frames: Optional[int] = None,
                  source_frames: Optional[int] = None, parity: bool = False, lip_pose_model: bool = False,
-                 exp_trim: int = EXP_TAIL_TRIM) -> DriverPlan:
+                 exp_trim: int = EXP_TAIL_TRIM, first: int = 0) -> DriverPlan:
     """Which driver frame fills each slot of each of the `length` output frames.
 
     Args:
@@ -86,6 +87,8 @@ def plan_drivers(mode: str, length: int, pose_frames: Optional[int] = None, exp_
         lip_pose_model: the lip-pose model is in use (its demos ping-pong the pose in parity mode).
         exp_trim: tail frames dropped from an expression sequence longer than this (0 for weights
             files, which are taken as given).
+        first: plan output frames first..length−1 only (one batch of a stream whose length is not
+            known yet; the same entries as those of the whole plan).
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
@@ -97,12 +100,13 @@ def plan_drivers(mode: str, length: int, pose_frames: Optional[int] = None, exp_
         if pose_frames is not None:
             raise InputError(DUBBING_POSE_ERROR)
     rule = pose_rule(mode, parity, lip_pose_model)
-    pose = extend_indices(pose_frames, length, rule) if pose_frames is not None else None
+    pose = extend_indices(pose_frames, length, rule, first) if pose_frames is not None else None
     exp = None
     if exp_frames is not None:
-        exp = extend_indices(expression_frame_count(exp_frames, exp_trim) if exp_trim else exp_frames, length)
-    source = extend_indices(source_frames, length) if mode == "dubbing" else None
-    return DriverPlan(mode, np.arange(length), pose, exp, source, rule)
+        used = expression_frame_count(exp_frames, exp_trim) if exp_trim else exp_frames
+        exp = extend_indices(used, length, start=first)
+    source = extend_indices(source_frames, length, start=first) if mode == "dubbing" else None
+    return DriverPlan(mode, np.arange(first, length), pose, exp, source, rule)
 
 
 DUBBING_POSE_ERROR = ("--pose does not apply to dubbing: each frame of the source video gives the pose "

@@ -205,27 +205,43 @@ class Generator:
         out = self.model.motion_weights(latent=latents, parts=parts)
         return {k: v.to(torch.promote_types(v.dtype, torch.float32)) for k, v in out.items()}
 
-    @torch.inference_mode()
     def mouth_from_audio(self, wav: np.ndarray, smoothing: str = "edge") -> torch.Tensor:
-        if self.audio2lip is None:
-            raise CheckpointError("audio-driven generation needs an Audio2Lip checkpoint")
-        mels = audio_lib.mel_windows(wav)
-        param = next(self.audio2lip.parameters())
-        out = torch.cat([self.audio2lip(mels[sl].to(param.device, param.dtype))
-                         for sl in self.batches(len(mels), "audio", AUDIO_BATCH)])
-        return audio_lib.smooth(out.float(), mode=smoothing)
+        """Smoothed mouth weights [T,20] of 16 kHz speech."""
+        return audio_lib.smooth(self.lip_weights(audio_lib.mel_windows(wav)), mode=smoothing)
 
     @torch.inference_mode()
+    def lip_weights(self, mels: torch.Tensor) -> torch.Tensor:
+        """Audio2Lip's mouth weights [T,20] (float32, unsmoothed) of mel windows [T,1,80,16]."""
+        if self.audio2lip is None:
+            raise CheckpointError("audio-driven generation needs an Audio2Lip checkpoint")
+        param = next(self.audio2lip.parameters())
+        if len(mels) == 0:
+            return torch.zeros(0, self.audio2lip.config.mouth_dim, device=param.device)
+        return torch.cat([self.audio2lip(mels[sl].to(param.device, param.dtype))
+                          for sl in self.batches(len(mels), "audio", AUDIO_BATCH)]).float()
+
     def render(self, latent, feats, drivers: Drivers, on_frames: Callable[[torch.Tensor], None],
                desc: str = "rendering") -> None:
         """Render all frames of one source in batches; `on_frames` receives float frames [b,3,H,W]."""
-        feats = self.model.prepare_source(feats)
+        for frames in self.render_batches(latent, feats, drivers, desc):
+            on_frames(frames)
+
+    @torch.inference_mode()
+    def render_batches(self, latent, feats, drivers: Drivers, desc: str = "rendering"):
+        """Float frames [b,3,H,W] of one source, `batch_size` at a time; each batch is rendered when
+        the next one is asked for (a generator: streaming takes frames as they are made)."""
+        prepared = self.model.prepare_source(feats)
         for sl in self.batches(len(drivers), desc):
-            exp = None
-            if drivers.exp is not None:
-                exp = drivers.exp[:1] if drivers.exp_constant else drivers.exp[sl]
-            pose = drivers.pose[sl] if drivers.pose is not None else None
-            on_frames(self.model.render(latent, feats, drivers.mouth[sl], pose, exp))
+            yield self.render_slice(latent, prepared, drivers, sl)
+
+    @torch.inference_mode()
+    def render_slice(self, latent, prepared, drivers: Drivers, sl: slice) -> torch.Tensor:
+        """Frames `sl` of `drivers` from a source's latent and `model.prepare_source` features."""
+        exp = None
+        if drivers.exp is not None:
+            exp = drivers.exp[:1] if drivers.exp_constant else drivers.exp[sl]
+        pose = drivers.pose[sl] if drivers.pose is not None else None
+        return self.model.render(latent, prepared, drivers.mouth[sl], pose, exp)
 
 
 def to_uint8(frames: torch.Tensor) -> np.ndarray:

@@ -23,9 +23,9 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -35,14 +35,15 @@ from ..errors import CheckpointError, EDTalkError, InputError
 from ..presets import choose_preset_dir, load_preset_dir, presets_from
 from ..runtime import default_batch_size, resolve_device, resolve_dtype
 from .audio_drivers import check_expression_predictor, check_pose_flow, predict_expression, sample_pose
-from .drivers import DUBBING_POSE_ERROR, EXP_TAIL_TRIM, DriverPlan, plan_drivers
+from .drivers import DUBBING_POSE_ERROR, EXP_TAIL_TRIM, DriverPlan, expression_frame_count, plan_drivers
 from .engine import ENGINES, Drivers, Expression, Generator, ModelFiles, load_audio2lip, load_generator
 from .loader_cache import LRU, file_stamp
 from .preprocess import PreparedImage, PreparedVideo, VideoSource, is_video_path, open_video, prepare_image
 from .specs import (SMOOTHING, ExpressionFromSpeech, PoseFromSpeech, Preset, Weights, check_choice, is_video,
                     number, parse_expression, parse_pose)
+from .streaming import LOOKAHEAD_FRAMES, LOOKAHEAD_MS, MouthStream, growing_batches, is_growing_audio
 from .writer import Extremes, GenerationResult, MemorySink, Pixels, Sound, VideoSink, check_output_path, \
-    has_audio_track, write_frames
+    has_audio_track, is_binary_stream, write_frames
 
 OUTPUT_TYPES = ("uint8", "pt")
 
@@ -94,15 +95,21 @@ class _Request:
 
 @dataclass
 class _Job:
-    """A prepared clip: `render(on_batch)` renders it in batches; `plan` gives its length."""
+    """A prepared clip: `batches()` renders it, yielding (float frames [b,3,H,W], paste-back or None)
+    a batch at a time; `plan` gives its length (None for a growing audio source)."""
 
-    render: Callable
-    plan: DriverPlan
+    batches: Callable[[], Iterator]
+    plan: Optional[DriverPlan]
     sound: Sound
     mode: str
     variant: str
     device: Any
     batch_size: int
+
+    def render(self, on_batch: Callable) -> None:
+        """Render every batch into `on_batch(frames, paste)`."""
+        for frames, paste in self.batches():
+            on_batch(frames, paste)
 
 
 @contextmanager
@@ -293,15 +300,14 @@ class EDTalkPipeline:
         Errors: an `InputError` / `CheckpointError` whose `field` names the argument at fault.
         """
         output_type = check_choice(output_type, OUTPUT_TYPES, "output_type", "output_type")
+        _whole_audio_only(audio)
         with self._preset_table():
             request = self._request(source, audio, lip, pose, exp, exp_intensity=exp_intensity, exp_text=exp_text,
                                     seed=seed, pose_temperature=pose_temperature, crop=crop, paste_back=paste_back,
                                     smoothing=smoothing, parity=parity, legacy_normalize=legacy_normalize,
                                     face_sr=face_sr, face_sr_weights=face_sr_weights, face_backend=face_backend,
                                     batch_size=batch_size, progress=progress)
-            if output_type == "pt" and (request.paste_back or request.face_sr or request.legacy_normalize):
-                raise InputError("output_type='pt' gives the model's own frames: paste_back, face_sr and "
-                                 "legacy_normalize need output_type='uint8'", field="output_type")
+            _check_output_type(output_type, request)
             job = self._prepare(request)
             sink = MemorySink(None if output_type == "pt" else self._pixels(job, request))
             job.render(sink.write)
@@ -311,16 +317,60 @@ class EDTalkPipeline:
               **options) -> GenerationResult:
         """Generate one clip straight into an MP4 at `out`, batch by batch (memory does not grow with
         the clip); `save_frames`: also a folder of PNGs. Other arguments as for calling the pipeline.
-        Nothing is left at `out` (or `save_frames`) when it fails."""
+        Nothing is left at `out` (or `save_frames`) when it fails.
+
+        `out` may also be a binary stream with a file descriptor (e.g. `sys.stdout.buffer`): a
+        fragmented MP4 goes into it as the frames are made, for a player or another program to read
+        while it is written (`edtalk generate --out -`)."""
+        _whole_audio_only(audio)
         with self._preset_table():
             request = self._request(source, audio, lip, pose, exp, **options)
-            out = Path(out)
-            check_output_path(out)
+            stream = is_binary_stream(out)
+            if not stream and hasattr(out, "write"):
+                raise InputError("out is a path, or a binary stream with a file descriptor (e.g. sys.stdout.buffer)",
+                                 field="out")
+            if not stream:
+                out = Path(out)
+                check_output_path(out)
             job = self._prepare(request)
             pixels = self._pixels(job, request)
             with VideoSink(out, len(job.plan), job.sound, pixels, save_frames) as sink:
                 job.render(sink.write)
-        return GenerationResult(out, job.mode, len(job.plan), job.variant)
+        return GenerationResult(Path("-") if stream else out, job.mode, len(job.plan), job.variant)
+
+    STREAM_LOOKAHEAD_FRAMES = LOOKAHEAD_FRAMES  # a growing audio source: frames of audio past a frame before it is made
+    STREAM_LOOKAHEAD_MS = LOOKAHEAD_MS  # the same in milliseconds (default smoothing; one frame less without)
+
+    def stream(self, source, audio=None, lip=None, pose=None, exp=None, *, sample_rate: Optional[int] = None,
+               output_type: str = "uint8", **options) -> Iterator:
+        """Generate one clip frame by frame: an iterator of uint8 frames [H,W,3] (paste-back and the
+        rest applied) in order, each batch as the engine renders it — the first frame comes after one
+        batch, not the whole clip. The frames are those of calling the pipeline with the same arguments.
+
+        Arguments as for calling the pipeline, and `audio` may be a growing source: an iterator of
+        PCM chunks (float in [-1,1], or int16/int32; mono [n] or [n, channels]) at `sample_rate` Hz
+        (default 16000; other rates are resampled as a whole recording would be). Frame i is then
+        made once the audio through frame i + `STREAM_LOOKAHEAD_FRAMES` is in; the clip ends with the
+        source. The mouth follows the speech, from a face image, with a still pose, a pose video or
+        weights, and any expression but one predicted from the speech (those read the whole utterance).
+
+        Everything before rendering (checks, networks, the source, file drivers) happens in this
+        call, so a mistake raises here; chunks are read and frames rendered as they are taken.
+        `output_type="pt"` yields the model's own frames [3,H,W].
+        """
+        output_type = check_choice(output_type, OUTPUT_TYPES, "output_type", "output_type")
+        with self._preset_table():
+            request = self._request(source, audio, lip, pose, exp, **options)
+            _check_output_type(output_type, request)
+            if is_growing_audio(audio):
+                _check_growing(request)
+            elif sample_rate is not None:
+                raise InputError("sample_rate is the rate of a growing audio source's chunks; a file or array "
+                                 "is read at its own rate (arrays at 16 kHz)", field="sample_rate",
+                                 plain="applies to audio given as chunks only")
+            job = self._prepare(request, sample_rate=audio_lib.SAMPLE_RATE if sample_rate is None else sample_rate)
+            pixels = None if output_type == "pt" else self._pixels(job, request)
+        return _frames_of(job, pixels)
 
     # ------------------------------------------------------------------ checking a call
 
@@ -354,8 +404,9 @@ class EDTalkPipeline:
 
     # ------------------------------------------------------------------ preparing a clip
 
-    def _prepare(self, request: _Request) -> _Job:
-        """Everything before rendering: checks that need files, speech, networks, drivers, the plan."""
+    def _prepare(self, request: _Request, sample_rate: int = audio_lib.SAMPLE_RATE) -> _Job:
+        """Everything before rendering: checks that need files, speech, networks, drivers, the plan
+        (`sample_rate`: the rate of a growing audio source's chunks)."""
         if request.face_sr:  # a missing gfpgan package or weights file fails before any work
             from ..face.restore import check_face_restoration
 
@@ -366,7 +417,8 @@ class EDTalkPipeline:
         if isinstance(request.pose, PoseFromSpeech):
             check_pose_flow(self.files.pose_flow_path())
         wav = None
-        if request.audio is not None:  # the 16 kHz mono copy feeds the mel features; the output gets the file
+        if request.audio is not None and not is_growing_audio(request.audio):
+            # The 16 kHz mono copy feeds the mel features; the output gets the file.
             with concerning("audio"):
                 wav = audio_lib.load_audio(request.audio)
                 audio_lib.check_audio(wav, request.audio if isinstance(request.audio, (str, Path)) else "audio")
@@ -382,11 +434,11 @@ class EDTalkPipeline:
         videos = _VideoStore(model.config.size, request)
         smoothing = "official" if request.parity else request.smoothing
         if request.mode == "dubbing":
-            render, plan = self._dubbing(request, gen, videos, wav, smoothing)
+            batches, plan = self._dubbing(request, gen, videos, wav, smoothing)
             sound = request.audio
         else:
-            render, plan, sound = self._from_image(request, gen, videos, wav, smoothing)
-        return _Job(render, plan, sound, request.mode, model.variant, model.device, gen.batch_size)
+            batches, plan, sound = self._from_image(request, gen, videos, wav, smoothing, sample_rate)
+        return _Job(batches, plan, sound, request.mode, model.variant, model.device, gen.batch_size)
 
     def _pixels(self, job: _Job, request: _Request) -> Pixels:
         restore = None
@@ -400,14 +452,18 @@ class EDTalkPipeline:
             return Pixels.legacy(extremes, restore)
         return Pixels(restore=restore)
 
-    def _from_image(self, request: _Request, gen: Generator, videos: "_VideoStore", wav, smoothing: str):
-        """Audio-, video- or weights-driven generation from a face image: (render(on_batch), plan, sound)."""
+    def _from_image(self, request: _Request, gen: Generator, videos: "_VideoStore", wav, smoothing: str,
+                    sample_rate: int = audio_lib.SAMPLE_RATE):
+        """Audio-, video- or weights-driven generation from a face image: (batches(), plan, sound)."""
         model = gen.model
         with concerning("source"):
             source = _source_image(request.source, model.config.size, request)
             latent, feats = gen.encode(source.tensor)
         own = gen.heads(latent, ("pose", "exp"))
         sound = request.audio
+        paste = source.paste_back if request.paste_back else None
+        if is_growing_audio(request.audio):
+            return self._growing(request, gen, videos, latent, feats, own, smoothing, sample_rate, paste), None, None
         if request.mode == "audio":
             mouth = gen.mouth_from_audio(wav, smoothing)
         elif request.mode == "weights":
@@ -426,12 +482,41 @@ class EDTalkPipeline:
                             exp_frames=None if exp.sequence is None else len(exp.sequence), parity=request.parity,
                             lip_pose_model=not model.has_expression, exp_trim=exp.trim)
         drivers = Drivers.from_plan(plan, mouth.to(model.device), own["pose"], pose, exp.sequence, exp.constant)
-        paste = source.paste_back if request.paste_back else None
 
-        def render(on_batch):
-            gen.render(latent, feats, drivers, lambda frames: on_batch(frames, paste))
+        def batches():
+            for frames in gen.render_batches(latent, feats, drivers):
+                yield frames, paste
 
-        return render, plan, sound
+        return batches, plan, sound
+
+    def _growing(self, request: _Request, gen: Generator, videos: "_VideoStore", latent, feats, own, smoothing: str,
+                 sample_rate: int, paste):
+        """batches() of a face image whose mouth follows a growing audio source (`request.audio`)."""
+        model = gen.model
+        with concerning("pose"):
+            pose = self._pose_sequence(request, gen, videos, None, own["pose"])
+        with concerning("exp"):
+            exp = self._expression(request, gen, videos, own.get("exp"), None)
+        with concerning("audio"):
+            mouths = MouthStream(gen, smoothing, sample_rate)
+        # One expression for every frame or not, decided on the whole driver as a call decides it.
+        constant_exp = None
+        if exp.sequence is not None:
+            used = exp.sequence[:expression_frame_count(len(exp.sequence), exp.trim) if exp.trim else len(exp.sequence)]
+            constant_exp = bool((used == used[:1]).all())
+
+        def drivers_for(first: int, mouth: torch.Tensor) -> Drivers:
+            plan = plan_drivers("audio", first + len(mouth), pose_frames=None if pose is None else len(pose),
+                                exp_frames=None if exp.sequence is None else len(exp.sequence),
+                                parity=request.parity, lip_pose_model=not model.has_expression, exp_trim=exp.trim,
+                                first=first)
+            drivers = Drivers.from_plan(replace(plan, lip=plan.lip - first), mouth.to(model.device), own["pose"],
+                                        pose, exp.sequence, exp.constant)
+            if constant_exp is not None:
+                drivers.exp_constant = constant_exp
+            return drivers
+
+        return lambda: growing_batches(gen, latent, feats, mouths, request.audio, drivers_for, paste)
 
     def _pose_sequence(self, request: _Request, gen: Generator, videos: "_VideoStore", wav,
                        own_pose: torch.Tensor) -> Optional[torch.Tensor]:
@@ -482,15 +567,15 @@ class EDTalkPipeline:
             preset = torch.from_numpy(request.exp.vector()).to(model.device)
 
         @torch.inference_mode()
-        def render(on_batch):
+        def batches():
             done = 0
-            batches = video.frames_for(plan.source, gen.batch_size)
+            source_batches = video.frames_for(plan.source, gen.batch_size)
             if gen.progress and len(plan) > gen.batch_size:
                 from tqdm.auto import tqdm
 
-                batches = tqdm(batches, desc="dubbing", unit="batch", leave=False,
-                               total=-(-len(plan) // gen.batch_size))
-            for index, images, crops, originals in batches:
+                source_batches = tqdm(source_batches, desc="dubbing", unit="batch", leave=False,
+                                      total=-(-len(plan) // gen.batch_size))
+            for index, images, crops, originals in source_batches:
                 latent, feats = gen.encode(images)
                 own = gen.heads(latent, ("pose", "exp"))
                 exp = None
@@ -501,12 +586,52 @@ class EDTalkPipeline:
                 paste = None
                 if originals is not None and video.crop is not None:
                     paste = _video_paster(video, originals, crops, index)
-                on_batch(model.render(latent, feats, lips, own["pose"], exp), paste)
+                yield model.render(latent, feats, lips, own["pose"], exp), paste
 
-        return render, plan
+        return batches, plan
 
 
 # ----------------------------------------------------------------------------- helpers
+
+def _frames_of(job: _Job, pixels: Optional[Pixels]):
+    """Each frame of a job, as its batch is rendered: uint8 [H,W,3] through `pixels`, or the model's [3,H,W]."""
+    for frames, paste in job.batches():
+        yield from (pixels(frames, paste) if pixels is not None else frames.detach())
+
+
+def _check_output_type(output_type: str, request: _Request) -> None:
+    if output_type == "pt" and (request.paste_back or request.face_sr or request.legacy_normalize):
+        raise InputError("output_type='pt' gives the model's own frames: paste_back, face_sr and "
+                         "legacy_normalize need output_type='uint8'", field="output_type")
+
+
+def _whole_audio_only(audio) -> None:
+    if is_growing_audio(audio):
+        raise InputError("audio given as an iterator of chunks is for stream(); give a file or an array of "
+                         "samples here", field="audio", plain="audio given as chunks can only be streamed")
+
+
+def _check_growing(request: _Request) -> None:
+    """What a growing audio source can drive: the mouth of a face image, frame by frame."""
+    if request.mode == "dubbing":
+        raise InputError("dubbing reads the audio as a file or an array: a growing audio source drives a face "
+                         "image", field="audio", plain="dubbing needs the whole audio; stream from a face image")
+    if request.mode != "audio":
+        raise InputError("a growing audio source drives the mouth: leave lip out", field="lip",
+                         plain="the streamed audio drives the mouth: leave this empty")
+    if isinstance(request.pose, PoseFromSpeech):
+        raise InputError("pose from speech samples the whole utterance at once: with a growing audio source use "
+                         "a still pose, a pose video or pose weights", field="pose",
+                         plain="from the speech needs the whole utterance: not with streamed audio")
+    if isinstance(request.exp, ExpressionFromSpeech) and request.exp.audio:
+        raise InputError("an expression from the speech reads the whole utterance: with a growing audio source "
+                         "use a preset, an image or video, weights, or a transcript (exp_text) alone",
+                         field="exp", plain="from the speech needs the whole utterance: not with streamed audio")
+    if request.legacy_normalize:
+        raise InputError("legacy_normalize needs the whole clip's extremes before the first frame: not with a "
+                         "growing audio source", field="legacy_normalize",
+                         plain="needs the whole clip first: not with streamed audio")
+
 
 def _batch_size(value) -> Optional[int]:
     if value is None:

@@ -86,12 +86,15 @@ class MemorySink:
 class VideoSink:
     """Rendered batches → pixels → MP4 (piped to ffmpeg) and optional PNGs (`save_frames`).
 
-    The video is opened at the first batch (its size is known then). Leaving the `with` block by
-    an exception leaves neither a video nor a frames folder behind.
+    `out` is a path, or an open binary stream (`is_binary_stream`: stdout, a pipe) that gets a
+    fragmented MP4 as the frames are made. The video is opened at the first batch (its size is
+    known then). Leaving the `with` block by an exception leaves neither a video file nor a frames
+    folder behind (a stream ends short).
     """
 
-    def __init__(self, out: Path, num_frames: int, sound: Sound, pixels: Pixels, save_frames=None):
-        self.out, self.num_frames, self.sound, self.pixels = Path(out), num_frames, sound, pixels
+    def __init__(self, out, num_frames: int, sound: Sound, pixels: Pixels, save_frames=None):
+        self.out = out if is_binary_stream(out) else Path(out)
+        self.num_frames, self.sound, self.pixels = num_frames, sound, pixels
         self.save_frames = Path(save_frames) if save_frames else None
         self.writer = None
         self.count = 0
@@ -104,11 +107,12 @@ class VideoSink:
         self.write_images(self.pixels(frames, paste))
 
     def write_images(self, images: np.ndarray) -> None:
-        from ..video import VideoWriter
+        from ..video import StreamVideoWriter, VideoWriter
 
         if self.writer is None:
-            self.writer = VideoWriter(self.out, images.shape[2], images.shape[1], fps=audio_lib.FPS, audio=self.sound,
-                                      num_frames=self.num_frames)
+            kind = StreamVideoWriter if is_binary_stream(self.out) else VideoWriter
+            self.writer = kind(self.out, images.shape[2], images.shape[1], fps=audio_lib.FPS, audio=self.sound,
+                               num_frames=self.num_frames)
         self.writer.write(images)
         if self.png_dir is not None:
             from PIL import Image
@@ -149,6 +153,17 @@ def write_frames(out, frames: np.ndarray, sound: Sound = None, batch: int = 64) 
     return out
 
 
+def is_binary_stream(out) -> bool:
+    """An open binary stream with a file descriptor (stdout, a pipe, an open file) rather than a path."""
+    if isinstance(out, (str, os.PathLike)) or not hasattr(out, "write") or not hasattr(out, "fileno"):
+        return False
+    try:
+        out.fileno()
+    except (OSError, ValueError):  # io.BytesIO and friends have no descriptor
+        return False
+    return "b" in getattr(out, "mode", "b")
+
+
 def has_audio_track(path) -> bool:
     from ..video import probe_video
 
@@ -172,4 +187,4 @@ def check_output_path(out: Path) -> None:
 
 
 __all__ = ["GenerationResult", "Extremes", "Pixels", "MemorySink", "VideoSink", "write_frames", "has_audio_track",
-           "check_output_path", "Sound"]
+           "check_output_path", "is_binary_stream", "Sound"]
