@@ -86,9 +86,12 @@ BUDGET_EXIT = 75  # EX_TEMPFAIL: --max-minutes stopped a run; rerun to continue
 BASE_SYNTH_ARGS = ("--kind", "mead", "--emotions", "all", "--levels", "1,3", "--size", "64", "--emotional-voice",
                    "--quiet")
 # The data options that make each stage's pairs carry what it must learn: wide pose within a speaker,
-# expression that changes within a clip, and head turns that read as turns (ears, outline, light:
-# docs/factor_ceiling.md raised the yaw and pitch ceilings with them).
-WIDE_SYNTH_ARGS = ("--pose-drift", "2.5", "--pose-range", "1.5", "--exp-change", "0.3", "--turn-cues")
+# expression that changes within a clip and is drawn twice as large (a level-3 expression at scale 1
+# moves about as many pixels as a half-open mouth; at 2 the factor net reads eyelid, cheek and mouth
+# corners about twice as well: docs/training/stage1_ab.md), and head turns that read as turns (ears,
+# outline, light: docs/factor_ceiling.md raised the yaw and pitch ceilings with them).
+WIDE_SYNTH_ARGS = ("--pose-drift", "2.5", "--pose-range", "1.5", "--exp-change", "0.3", "--exp-scale", "2",
+                   "--turn-cues")
 
 # CPU seconds per training step, one thread, of the _tiny and the full (*_synthtalk.yaml) configs,
 # measured on the project's 2-core AMD EPYC machine while two other training runs shared it (load ~4.5;
