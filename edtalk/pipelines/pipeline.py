@@ -11,7 +11,9 @@ The pipeline holds its networks — generator (full and/or lip-pose), Audio2Lip,
 flow, the audio/text-to-expression predictor — and the preset table, each loaded on first use and
 kept (loaded again only when its file changes). `write()` streams a clip straight into an MP4 batch
 by batch (memory stays flat; `edtalk generate`, `edtalk batch`, the web page and the evaluation
-protocol use it); `__call__` returns the frames in memory.
+protocol use it; a binary stream such as stdout gets a fragmented MP4); `__call__` returns the frames
+in memory; `stream()` yields them one by one as each batch is rendered, also from speech that is still
+arriving (an iterator of PCM chunks, `streaming`; docs/generation.md, "Streaming").
 
 Modes (picked from the inputs): video-driven (`lip` drives the mouth), audio-driven (`audio` drives
 the mouth through Audio2Lip), dubbing (the source is a video: each of its frames gives identity and

@@ -103,6 +103,21 @@ def test_stream_equals_the_call_video_driven_and_in_the_models_own_frames(ckpts,
     assert streamed[0].shape == own.shape[1:] and torch.equal(torch.stack(streamed), own)
 
 
+def test_stream_dubs_a_video_like_the_call(ckpts, face, tmp_path, monkeypatch):
+    from edtalk.video import write_video
+
+    clip = tmp_path / "talk.mp4"
+    write_video(clip, np.stack([np.roll(face, i, axis=1) for i in range(6)]))  # shorter than the speech
+    pipe = EDTalkPipeline.from_pretrained(ckpts, device="cpu", batch_size=4)
+    wav = speech(0.6)
+    whole = pipe(source=clip, audio=wav, crop=False).frames
+    renders = count_renders(pipe, monkeypatch, expression=False)
+    frames = pipe.stream(source=clip, audio=wav, crop=False)
+    first = next(frames)
+    assert len(renders) == 1
+    assert np.array_equal(np.stack([first, *frames]), whole) and len(renders) == 4
+
+
 def test_stream_pastes_back_like_the_call(ckpts, monkeypatch):
     photo = skimage.data.astronaut()  # 512x512, a face dlib finds
     pipe = EDTalkPipeline.from_pretrained(ckpts, device="cpu", batch_size=4)
