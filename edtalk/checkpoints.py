@@ -43,6 +43,19 @@ SAFE_GLOBALS = [argparse.Namespace, pathlib.PosixPath, pathlib.WindowsPath, path
 GENERATOR_KEY, AUDIO2LIP_KEY = "gen", "audio2lip"
 
 
+def plain_torch_load(path: Union[str, os.PathLike]):
+    """The weights-only pickle in `path`, or None when it is not one (a TorchScript archive or a
+    torch.export program, which their own loaders read next)."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+
+
 def safe_torch_load(path: Union[str, os.PathLike]) -> dict:
     """torch.load without arbitrary code execution; CheckpointError with one line otherwise."""
     path = Path(path)

@@ -17,7 +17,6 @@ fer-pytorch download weights at run time; ``fer`` needs TensorFlow and has 7 cla
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -28,6 +27,7 @@ from torch import nn
 
 from ...data.layout import EMOTIONS
 from .pixel import to_tensor
+from ...checkpoints import plain_torch_load
 from .registry import MetricUnavailable, load_user_network
 
 # Emotion-FAN's MEAD label order (EAT's cate2label['MEAD']) in this project's emotion names.
@@ -137,12 +137,7 @@ class EmotionClassifier:
 def load_emotion_network(path: Path, device="cpu"):
     """An Emotion-FAN checkpoint (→ :class:`FanClassifier`) or a frame classifier file."""
     path = Path(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # TorchScript archives are tried next
-            checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception:
-        checkpoint = None  # TorchScript archives and .pt2 programs are not plain pickles
+    checkpoint = plain_torch_load(path)  # None: a TorchScript archive or .pt2 program, tried next
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if isinstance(state, dict) and any(str(k).replace("module.", "").startswith("alpha.") for k in state):
         net = EmotionFAN()

@@ -7,12 +7,12 @@ or torch.export file with ``forward(mfcc, video) → (audio_emb, video_emb)`` lo
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ...checkpoints import plain_torch_load
 from .registry import MetricUnavailable, load_user_network
 
 # (out channels, kernel, stride, padding, max-pool after (kernel, stride, padding) or None)
@@ -60,12 +60,7 @@ def load_syncnet_v2(path, device="cpu"):
     """(network, description): syncnet_python's ``syncnet_v2.model`` state dict, or a TorchScript /
     torch.export file with the same forward."""
     path = Path(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # TorchScript archives are tried next
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception:
-        state = None  # not a plain state dict: a TorchScript archive or a .pt2 program
+    state = plain_torch_load(path)  # None: a TorchScript archive or .pt2 program, tried next
     if isinstance(state, dict) and any(str(k).startswith("netcnnaud.") for k in state):
         width = state["netfcaud.3.weight"].shape[0] if "netfcaud.3.weight" in state else 1024
         net = SyncNetV2(width)
