@@ -153,12 +153,6 @@ class ExactSampler:
         start = (step % self.steps_per_epoch) * self.global_batch + rank * self.local_batch
         return [int(i) for i in perm[start:start + self.local_batch]]
 
-    def epoch_batches(self, start_step: int) -> Iterator[List[int]]:
-        """This rank's batches from `start_step` to the end of its epoch."""
-        end = (self.epoch_of(start_step) + 1) * self.steps_per_epoch
-        for step in range(start_step, end):
-            yield self.indices(step)
-
 
 class EpochItem(torch.utils.data.Dataset):
     """A dataset indexed by (epoch, index): the item is `dataset[index]` in `epoch`.

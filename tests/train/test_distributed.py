@@ -26,7 +26,14 @@ def test_exact_sampler_splits_the_global_batch():
     epoch0 = sorted(i for step in range(5) for i in single.indices(step))
     assert epoch0 == list(range(20))
     assert single.indices(0) != single.indices(5)  # a new permutation each epoch
-    assert list(single.epoch_batches(3)) == [single.indices(3), single.indices(4)]
+    # the run's batch sampler: (epoch, index) lists from the start step on, across the epoch end
+    from itertools import islice
+
+    from edtalk.train.trainer import StepBatches
+
+    got = list(islice(iter(StepBatches(single, 3)), 3))
+    assert got == [[(0, i) for i in single.indices(3)], [(0, i) for i in single.indices(4)],
+                   [(1, i) for i in single.indices(5)]]
 
 
 def test_two_processes_match_one(synth_tree, tmp_path):
