@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 from typing import List, Optional
 
-from .errors import EDTalkError, exit_code_of
+from .errors import EDTalkError, InputError, exit_code_of
 
 GENERATE_EPILOG = """\
 modes (picked from what you give):
@@ -152,6 +152,46 @@ def _add_make_presets_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _add_synthtalk_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="output folder (trees go to OUT/mead and OUT/hdtf)")
+    p.add_argument("--kind", choices=("mead", "hdtf", "both"), default="both")
+    p.add_argument("--size", type=int, default=64, help="frame size in pixels (256 = training size; default 64)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--speakers", type=int, default=2, help="MEAD speakers (default 2: 1 train, 1 test)")
+    p.add_argument("--emotions", default="all", help="comma list of MEAD emotions or 'all'")
+    p.add_argument("--levels", default="1,2,3", help="comma list of intensity levels (default 1,2,3)")
+    p.add_argument("--clips-per", type=int, default=1, help="clips per speaker × emotion × level")
+    p.add_argument("--frames", default="32", help="MEAD clip length: N or LO-HI frames (default 32)")
+    p.add_argument("--neutral-levels", action="store_true", help="neutral at every level (MEAD has level 1 only)")
+    p.add_argument("--pose-drift", type=float, default=1.0,
+                   help="MEAD: scale of the head motion within a clip (default 1; 32-frame clips barely move)")
+    p.add_argument("--pose-range", type=float, default=1.0, metavar="K",
+                   help="MEAD: widen the head motion within a clip around its mean pose: yaw, pitch, roll, tx and ty "
+                        "deviations ×K (multiplies with --pose-drift; the clip's mean is moved inwards so the wider "
+                        "motion stays inside the pose limits; default 1 = unchanged)")
+    p.add_argument("--exp-change", type=float, default=0.0, metavar="P",
+                   help="MEAD: probability that a non-neutral clip changes part-way to another emotion/level of the "
+                        "tree (smooth 4-8 frame transition; per-frame expression factors follow it; default 0)")
+    p.add_argument("--exp-scale", type=float, default=1.0, metavar="S",
+                   help="MEAD: draw every expression S times larger (brows, lids, mouth corners, blush; the factors "
+                        "files keep the expression values; default 1 = unchanged, at most 5)")
+    p.add_argument("--emotional-voice", action="store_true",
+                   help="MEAD: colour each clip's voice by its emotion and level (pitch, intonation, timbre, "
+                        "tremor, breath); off, every voice is neutral and the audio carries no emotion")
+    p.add_argument("--turn-cues", action="store_true",
+                   help="render head turns as turns: ears, the side of the head and the back hair move against the "
+                        "face and a fixed light shades the turned face (yaw/pitch read better at 64²; factors, "
+                        "landmarks and frontal frames unchanged; off by default: the shipped models were trained "
+                        "without it)")
+    p.add_argument("--videos", type=int, default=2, help="HDTF source videos (default 2)")
+    p.add_argument("--seconds", type=float, default=7.0, help="HDTF video length in seconds (default 7: clips of 5 s + 2 s)")
+    p.add_argument("--test-fraction", type=float, default=0.25)
+    p.add_argument("--no-mel", action="store_true", help="skip mel/<name>.npy")
+    p.add_argument("--no-validate", action="store_true", help="skip the final layout validation")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing SynthTalk tree")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edtalk",
@@ -217,6 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--presets", metavar="DIR", help="expression presets from a folder of <name>.npy "
                                                        "(default: the model folder's presets/, else "
                                                        "$EDTALK_PRESETS, else the official 8)")
+
+    st = sub.add_parser("synthtalk", help="write SynthTalk training trees (procedural faces, known factors)",
+                        description="Write SynthTalk MEAD/HDTF-style trees with ground-truth factors.")
+    _add_synthtalk_args(st)
 
     from .onnx.cli import EXPORT_DESCRIPTION, EXPORT_EPILOG, add_export_onnx_arguments
 
@@ -352,9 +396,59 @@ def _cmd_evaluate(args) -> int:
     return evaluate_command(args)
 
 
+def _comma_levels(text: str) -> tuple:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise InputError(f"--levels must be a comma list of 1, 2, 3, got {text!r}") from None
+
+
+def _cmd_synthtalk(args) -> int:
+    import time
+
+    from .data import layout, synthtalk
+
+    try:
+        emotions = layout.EMOTIONS if args.emotions == "all" else tuple(e.strip() for e in args.emotions.split(",") if e.strip())
+        levels = _comma_levels(args.levels)
+        if args.size < 16:
+            raise InputError(f"--size must be at least 16, got {args.size}")
+        if not synthtalk.mel_available() and not args.no_mel:
+            warnings.warn("edtalk.audio is not available: mel/ side files are skipped")
+        stats: dict = {}
+        t0 = time.perf_counter()
+        reports = synthtalk.generate(
+            args.out, kind=args.kind, size=args.size, seed=args.seed, speakers=args.speakers, emotions=emotions,
+            levels=levels, clips_per=args.clips_per, frames=args.frames, neutral_levels=args.neutral_levels,
+            pose_drift=args.pose_drift, pose_range=args.pose_range, exp_change=args.exp_change,
+            exp_scale=args.exp_scale, emotional_voice=args.emotional_voice, turn_cues=args.turn_cues,
+            videos=args.videos, seconds=args.seconds, test_fraction=args.test_fraction, mel=not args.no_mel,
+            overwrite=args.overwrite, validate=not args.no_validate, quiet=args.quiet, stats=stats)
+        wall = time.perf_counter() - t0
+    except EDTalkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    parts = []
+    for kind, rep in reports.items():
+        root = Path(args.out) / kind
+        if rep is None:
+            parts.append(f"{kind.upper()} {root} ({len(layout.list_clips(root))} clips)")
+        else:
+            parts.append(f"{kind.upper()} {root} ({rep.num_clips} clips: {len(rep.train)} train / {len(rep.test)} test, "
+                         f"{rep.num_frames} frames)")
+    frames = stats.get("frames", 0)
+    render = stats.get("render_s", 0.0)
+    status = "not validated" if args.no_validate else "layout validated"
+    print(f"SynthTalk: wrote {' and '.join(parts)} at {args.size}×{args.size} in {wall:.1f} s "
+          f"(pixel rendering {frames / max(render, 1e-9):.0f} frames/s, end to end {frames / max(wall, 1e-9):.0f} frames/s); "
+          f"{status}")
+    return 0
+
+
 COMMANDS = {"evaluate": _cmd_evaluate, "generate": _cmd_generate, "batch": _cmd_batch, "download": _cmd_download,
             "presets": _cmd_presets, "examples": _cmd_examples, "train": _cmd_train, "webui": _cmd_webui,
-            "extract-motion": _cmd_extract_motion, "make-presets": _cmd_make_presets, "export-onnx": _cmd_export_onnx}
+            "extract-motion": _cmd_extract_motion, "make-presets": _cmd_make_presets, "export-onnx": _cmd_export_onnx,
+            "synthtalk": _cmd_synthtalk}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -461,7 +461,7 @@ def train_worker(args) -> dict:
 def synth_tree(folder: Path, speakers: int) -> Path:
     root = folder / "mead"
     if not (root / "frames.lmdb").exists():
-        subprocess.run([sys.executable, "-m", "edtalk.data.synthtalk", "--out", str(folder), "--speakers", str(speakers),
+        subprocess.run([sys.executable, "-m", "edtalk", "synthtalk", "--out", str(folder), "--speakers", str(speakers),
                         "--kind", "mead", "--emotions", "neutral,happy", "--levels", "3", "--frames", "32",
                         "--size", "64", "--no-mel", "--seed", "1", "--quiet", "--overwrite"], check=True)
         subprocess.run([sys.executable, "-m", "edtalk.data.store", "--root", str(root), "--quiet"], check=True)

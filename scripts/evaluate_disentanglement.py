@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """How disentangled is a model? Probe its mouth/pose/expression weights on a SynthTalk tree.
 
-    python -m edtalk.data.synthtalk --out data/synth --size 256 --speakers 6 --kind mead
+    python -m edtalk synthtalk --out data/synth --size 256 --speakers 6 --kind mead
     python scripts/evaluate_disentanglement.py --checkpoint checkpoints/EDTalk.pt --data data/synth/mead
 
 `--probes` adds the numbers a training run records (edtalk.eval.probes: per-factor R² of the

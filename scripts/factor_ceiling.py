@@ -9,7 +9,7 @@ scale, brow_raise, brow_furrow, eyelid, cheek, corner_curve, corner_asym, blink.
 goes on; a finished one is only evaluated again).  ``OUT/ceiling_run.json`` records the tree, split,
 steps, seed and time.
 
-    python -m edtalk.data.synthtalk --out /tmp/st --kind mead --speakers 120 --emotions neutral,happy,sad,surprised \\
+    python -m edtalk synthtalk --out /tmp/st --kind mead --speakers 120 --emotions neutral,happy,sad,surprised \\
         --levels 1,3 --frames 32 --size 64 --no-mel --seed 7 --quiet
     python scripts/factor_ceiling.py --tree /tmp/st/mead --out /tmp/st/ceiling      # 3000 steps, ~7 CPU-minutes
 

@@ -320,7 +320,7 @@ def tree_ready(chain: Chain) -> Optional[Path]:
 
 def make_tree(chain: Chain) -> None:
     if not (chain.tree / "test.json").is_file():
-        run_command("data", [sys.executable, "-m", "edtalk.data.synthtalk", "--out", chain.work / "synth",
+        run_command("data", [sys.executable, "-m", "edtalk", "synthtalk", "--out", chain.work / "synth",
                              *synthtalk_args(chain), "--overwrite"])
     run_command("data", [sys.executable, "-m", "edtalk.data.store", "--root", chain.tree, "--quiet"])
 

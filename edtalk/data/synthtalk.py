@@ -38,9 +38,9 @@ Library::
     synthtalk.generate(out_dir, kind="both", size=64, seed=0)     # → {"mead": TreeReport, "hdtf": ...}
     truth, groups, names = synthtalk.load_factors(out_dir / "mead")
 
-CLI::
+CLI (edtalk/cli.py)::
 
-    python -m edtalk.data.synthtalk --out DIR [--kind mead|hdtf|both] [--size 64] [--seed 0]
+    edtalk synthtalk --out DIR [--kind mead|hdtf|both] [--size 64] [--seed 0]
         [--speakers 2] [--emotions all] [--levels 1,2,3] [--clips-per 1] [--frames 32|25-50]
         [--pose-drift 1] [--pose-range 1] [--exp-change 0] [--exp-scale 1] [--emotional-voice]
         [--turn-cues] [--videos 2] [--seconds 7] [--no-mel] [--overwrite] [--quiet]
@@ -63,14 +63,12 @@ labels a clip may change to are the tree's, so ``--emotions``/``--levels`` matte
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
 import shutil
 import sys
 import time
-import warnings
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -82,13 +80,13 @@ from scipy.ndimage import gaussian_filter1d
 from edtalk.data import layout
 from edtalk.data.synthtalk_render import (Identity, render_frames, sample_identity,
                                           synthesize_audio)
-from edtalk.errors import EDTalkError, InputError
+from edtalk.errors import InputError
 
 __all__ = [
     "EMOTION_VECTORS", "LEVEL_SCALE", "MOUTH_NAMES", "POSE_NAMES", "EXPRESSION_NAMES", "Identity",
     "sample_identity", "sample_mouth", "sample_pose", "sample_expression", "sample_blinks", "sample_factors",
     "render_frames", "synthesize_audio", "face_boxes", "make_clip", "write_clip", "generate_mead",
-    "generate_hdtf", "generate", "load_factors", "main",
+    "generate_hdtf", "generate", "load_factors", "mel_available",
 ]
 
 VERSION = 1
@@ -354,6 +352,11 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
     with open(tmp, "wb") as fh:
         np.save(fh, array, allow_pickle=False)
     os.replace(tmp, path)
+
+
+def mel_available() -> bool:
+    """Whether trees get mel/ side files (the audio front end, edtalk.audio, imports)."""
+    return _mel_fn() is not None
 
 
 def _mel_fn():
@@ -680,95 +683,6 @@ def load_factors(root: os.PathLike, names: Optional[Sequence[str]] = None, split
     return {k: np.concatenate(v).astype(np.float32) for k, v in truth.items()}, np.concatenate(groups), list(names)
 
 
-# --------------------------------------------------------------------------- CLI
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m edtalk.data.synthtalk",
-                                description="Write SynthTalk MEAD/HDTF-style trees with ground-truth factors.")
-    p.add_argument("--out", required=True, help="output folder (trees go to OUT/mead and OUT/hdtf)")
-    p.add_argument("--kind", choices=("mead", "hdtf", "both"), default="both")
-    p.add_argument("--size", type=int, default=64, help="frame size in pixels (256 = training size; default 64)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--speakers", type=int, default=2, help="MEAD speakers (default 2: 1 train, 1 test)")
-    p.add_argument("--emotions", default="all", help="comma list of MEAD emotions or 'all'")
-    p.add_argument("--levels", default="1,2,3", help="comma list of intensity levels (default 1,2,3)")
-    p.add_argument("--clips-per", type=int, default=1, help="clips per speaker × emotion × level")
-    p.add_argument("--frames", default="32", help="MEAD clip length: N or LO-HI frames (default 32)")
-    p.add_argument("--neutral-levels", action="store_true", help="neutral at every level (MEAD has level 1 only)")
-    p.add_argument("--pose-drift", type=float, default=1.0,
-                   help="MEAD: scale of the head motion within a clip (default 1; 32-frame clips barely move)")
-    p.add_argument("--pose-range", type=float, default=1.0, metavar="K",
-                   help="MEAD: widen the head motion within a clip around its mean pose: yaw, pitch, roll, tx and ty "
-                        "deviations ×K (multiplies with --pose-drift; the clip's mean is moved inwards so the wider "
-                        "motion stays inside the pose limits; default 1 = unchanged)")
-    p.add_argument("--exp-change", type=float, default=0.0, metavar="P",
-                   help="MEAD: probability that a non-neutral clip changes part-way to another emotion/level of the "
-                        "tree (smooth 4-8 frame transition; per-frame expression factors follow it; default 0)")
-    p.add_argument("--exp-scale", type=float, default=1.0, metavar="S",
-                   help="MEAD: draw every expression S times larger (brows, lids, mouth corners, blush; the factors "
-                        "files keep the expression values; default 1 = unchanged, at most 5)")
-    p.add_argument("--emotional-voice", action="store_true",
-                   help="MEAD: colour each clip's voice by its emotion and level (pitch, intonation, timbre, "
-                        "tremor, breath); off, every voice is neutral and the audio carries no emotion")
-    p.add_argument("--turn-cues", action="store_true",
-                   help="render head turns as turns: ears, the side of the head and the back hair move against the "
-                        "face and a fixed light shades the turned face (yaw/pitch read better at 64²; factors, "
-                        "landmarks and frontal frames unchanged; off by default: the shipped models were trained "
-                        "without it)")
-    p.add_argument("--videos", type=int, default=2, help="HDTF source videos (default 2)")
-    p.add_argument("--seconds", type=float, default=7.0, help="HDTF video length in seconds (default 7: clips of 5 s + 2 s)")
-    p.add_argument("--test-fraction", type=float, default=0.25)
-    p.add_argument("--no-mel", action="store_true", help="skip mel/<name>.npy")
-    p.add_argument("--no-validate", action="store_true", help="skip the final layout validation")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing SynthTalk tree")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = _build_parser().parse_args(argv)
-    try:
-        emotions = layout.EMOTIONS if args.emotions == "all" else tuple(e.strip() for e in args.emotions.split(",") if e.strip())
-        try:
-            levels = tuple(int(x) for x in args.levels.split(",") if x.strip())
-        except ValueError:
-            raise InputError(f"--levels must be a comma list of 1, 2, 3, got {args.levels!r}") from None
-        if args.size < 16:
-            raise InputError(f"--size must be at least 16, got {args.size}")
-        if _mel_fn() is None and not args.no_mel:
-            warnings.warn("edtalk.audio is not available: mel/ side files are skipped")
-        stats: dict = {}
-        t0 = time.perf_counter()
-        reports = generate(args.out, kind=args.kind, size=args.size, seed=args.seed, speakers=args.speakers,
-                           emotions=emotions, levels=levels, clips_per=args.clips_per, frames=args.frames,
-                           neutral_levels=args.neutral_levels, pose_drift=args.pose_drift,
-                           pose_range=args.pose_range, exp_change=args.exp_change, exp_scale=args.exp_scale,
-                           emotional_voice=args.emotional_voice, turn_cues=args.turn_cues,
-                           videos=args.videos, seconds=args.seconds,
-                           test_fraction=args.test_fraction, mel=not args.no_mel, overwrite=args.overwrite,
-                           validate=not args.no_validate, quiet=args.quiet, stats=stats)
-        wall = time.perf_counter() - t0
-    except EDTalkError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    parts = []
-    for kind, rep in reports.items():
-        root = Path(args.out) / kind
-        if rep is None:
-            n = len(layout.list_clips(root))
-            parts.append(f"{kind.upper()} {root} ({n} clips)")
-        else:
-            parts.append(f"{kind.upper()} {root} ({rep.num_clips} clips: {len(rep.train)} train / {len(rep.test)} test, "
-                         f"{rep.num_frames} frames)")
-    frames = stats.get("frames", 0)
-    render = stats.get("render_s", 0.0)
-    status = "not validated" if args.no_validate else "layout validated"
-    print(f"SynthTalk: wrote {' and '.join(parts)} at {args.size}×{args.size} in {wall:.1f} s "
-          f"(pixel rendering {frames / max(render, 1e-9):.0f} frames/s, end to end {frames / max(wall, 1e-9):.0f} frames/s); "
-          f"{status}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the command moved into the `edtalk` command line
+    print("edtalk: error: run `edtalk synthtalk ...` (or `python -m edtalk synthtalk ...`)", file=sys.stderr)
+    sys.exit(2)

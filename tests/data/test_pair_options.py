@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from edtalk.cli import main as edtalk_main
 from edtalk.data import layout, synthtalk as st
 from edtalk.data.datasets import POSE_SPAN, Stage1Items, Stage2Items, pose_distance, to_tensor
 from edtalk.errors import InputError
@@ -217,13 +218,13 @@ def test_tree_with_long_clips_wide_pose_and_expression_changes(tmp_path):
 def test_cli_pose_range_and_exp_change(tmp_path, capsys):
     args = ["--out", str(tmp_path), "--kind", "mead", "--size", "24", "--speakers", "1", "--emotions", "neutral,sad",
             "--levels", "1", "--frames", "12", "--quiet", "--no-mel"]
-    assert st.main(args + ["--pose-range", "2.5", "--exp-change", "1"]) == 0
+    assert edtalk_main(["synthtalk", *args, "--pose-range", "2.5", "--exp-change", "1"]) == 0
     manifest = json.loads((tmp_path / "mead" / "synthtalk.json").read_text())
     assert manifest["pose_range"] == 2.5 and manifest["exp_change"] == 1.0
     with np.load(layout.clip_path(tmp_path / "mead", "factors", "M101#sad#level_1#001")) as fz:
         assert str(fz["exp_change_emotion"]) == "neutral"
     for bad in (["--pose-range", "-1"], ["--exp-change", "1.5"], ["--exp-change", "nan"]):
-        assert st.main(args + ["--out", str(tmp_path / "bad"), *bad]) == 2
+        assert edtalk_main(["synthtalk", *args, "--out", str(tmp_path / "bad"), *bad]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("error:")
 

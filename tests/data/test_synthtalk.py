@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from edtalk.cli import main as edtalk_main
 from edtalk.data import layout, synthtalk as st
 from edtalk.data import synthtalk_render as R
 from edtalk.errors import InputError
@@ -205,7 +206,7 @@ def test_formants_follow_mouth_shape():
 
 
 def test_cli_writes_trees_and_reports(tmp_path, capsys):
-    rc = st.main(["--out", str(tmp_path), "--size", "24", "--speakers", "2", "--emotions", "happy,sad",
+    rc = edtalk_main(["synthtalk", "--out", str(tmp_path), "--size", "24", "--speakers", "2", "--emotions", "happy,sad",
                   "--levels", "2", "--frames", "8", "--videos", "1", "--seconds", "2", "--quiet", "--no-mel"])
     assert rc == 0
     msg = capsys.readouterr().out
@@ -213,16 +214,17 @@ def test_cli_writes_trees_and_reports(tmp_path, capsys):
     rep = layout.validate_tree(tmp_path / "mead", "mead")
     assert rep.num_clips == 4 and not rep.has_mel
     # existing tree: refuse, then replace with --overwrite
-    assert st.main(["--out", str(tmp_path), "--kind", "hdtf", "--quiet", "--size", "24", "--seconds", "1"]) == 2
+    assert edtalk_main(["synthtalk", "--out", str(tmp_path), "--kind", "hdtf", "--quiet", "--size", "24",
+                        "--seconds", "1"]) == 2
     assert "not empty" in capsys.readouterr().err
-    assert st.main(["--out", str(tmp_path), "--kind", "hdtf", "--quiet", "--size", "24", "--seconds", "1",
+    assert edtalk_main(["synthtalk", "--out", str(tmp_path), "--kind", "hdtf", "--quiet", "--size", "24", "--seconds", "1",
                     "--videos", "1", "--overwrite", "--no-mel"]) == 0
     assert layout.validate_tree(tmp_path / "hdtf", "hdtf").num_frames == 25
-    assert st.main(["--out", str(tmp_path / "x"), "--emotions", "bored", "--quiet"]) == 2
+    assert edtalk_main(["synthtalk", "--out", str(tmp_path / "x"), "--emotions", "bored", "--quiet"]) == 2
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "mead").mkdir()
     (tmp_path / "foreign" / "mead" / "keep.txt").write_text("user data")
-    assert st.main(["--out", str(tmp_path / "foreign"), "--kind", "mead", "--overwrite", "--quiet"]) == 2
+    assert edtalk_main(["synthtalk", "--out", str(tmp_path / "foreign"), "--kind", "mead", "--overwrite", "--quiet"]) == 2
     assert (tmp_path / "foreign" / "mead" / "keep.txt").exists()
 
 

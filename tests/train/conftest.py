@@ -4,11 +4,11 @@ import pytest
 @pytest.fixture(scope="session")
 def synth_tree(tmp_path_factory):
     """A small SynthTalk MEAD tree (3 speakers, 64x64) with its LMDB frame store, once per session."""
-    from edtalk.data import synthtalk
+    from edtalk.cli import main as edtalk_main
     from edtalk.data.store import build_frame_store
 
     out = tmp_path_factory.mktemp("synth")
-    synthtalk.main(["--out", str(out), "--kind", "mead", "--speakers", "3", "--emotions", "neutral,happy",
+    edtalk_main(["synthtalk", "--out", str(out), "--kind", "mead", "--speakers", "3", "--emotions", "neutral,happy",
                     "--levels", "1", "--frames", "12", "--no-mel", "--quiet", "--test-fraction", "0.25"])
     root = out / "mead"
     build_frame_store(root, progress=False)
