@@ -192,6 +192,17 @@ def _add_synthtalk_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _add_store_args(p: argparse.ArgumentParser) -> None:
+    from .data.store import JPEG_QUALITY, STORE_NAME
+
+    p.add_argument("--root", required=True, help="tree in the edtalk.data.layout format")
+    p.add_argument("--out", default=None, help=f"LMDB folder (default: ROOT/{STORE_NAME})")
+    p.add_argument("--size", type=int, default=None, help="frame side in pixels (default: the tree's own)")
+    p.add_argument("--quality", type=int, default=JPEG_QUALITY, help="JPEG quality (default 75)")
+    p.add_argument("--workers", type=int, default=None, help="decode threads (default min(4, CPUs))")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edtalk",
@@ -261,6 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("synthtalk", help="write SynthTalk training trees (procedural faces, known factors)",
                         description="Write SynthTalk MEAD/HDTF-style trees with ground-truth factors.")
     _add_synthtalk_args(st)
+
+    sto = sub.add_parser("store", help="a tree's frames as JPEGs in one LMDB, for training",
+                         description="Store a MEAD/HDTF tree's frames as JPEGs in an LMDB (docs/design.md §7.3).")
+    _add_store_args(sto)
 
     from .onnx.cli import EXPORT_DESCRIPTION, EXPORT_EPILOG, add_export_onnx_arguments
 
@@ -445,10 +460,19 @@ def _cmd_synthtalk(args) -> int:
     return 0
 
 
+def _cmd_store(args) -> int:
+    from .data.store import FrameStore, build_frame_store
+
+    path = build_frame_store(args.root, out=args.out, size=args.size, quality=args.quality, progress=not args.quiet,
+                             workers=args.workers)
+    print(f"{path}: {len(FrameStore(path).names)} clips")
+    return 0
+
+
 COMMANDS = {"evaluate": _cmd_evaluate, "generate": _cmd_generate, "batch": _cmd_batch, "download": _cmd_download,
             "presets": _cmd_presets, "examples": _cmd_examples, "train": _cmd_train, "webui": _cmd_webui,
             "extract-motion": _cmd_extract_motion, "make-presets": _cmd_make_presets, "export-onnx": _cmd_export_onnx,
-            "synthtalk": _cmd_synthtalk}
+            "synthtalk": _cmd_synthtalk, "store": _cmd_store}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

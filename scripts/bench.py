@@ -464,7 +464,7 @@ def synth_tree(folder: Path, speakers: int) -> Path:
         subprocess.run([sys.executable, "-m", "edtalk", "synthtalk", "--out", str(folder), "--speakers", str(speakers),
                         "--kind", "mead", "--emotions", "neutral,happy", "--levels", "3", "--frames", "32",
                         "--size", "64", "--no-mel", "--seed", "1", "--quiet", "--overwrite"], check=True)
-        subprocess.run([sys.executable, "-m", "edtalk.data.store", "--root", str(root), "--quiet"], check=True)
+        subprocess.run([sys.executable, "-m", "edtalk", "store", "--root", str(root), "--quiet"], check=True)
     return root
 
 

@@ -322,7 +322,7 @@ def make_tree(chain: Chain) -> None:
     if not (chain.tree / "test.json").is_file():
         run_command("data", [sys.executable, "-m", "edtalk", "synthtalk", "--out", chain.work / "synth",
                              *synthtalk_args(chain), "--overwrite"])
-    run_command("data", [sys.executable, "-m", "edtalk.data.store", "--root", chain.tree, "--quiet"])
+    run_command("data", [sys.executable, "-m", "edtalk", "store", "--root", chain.tree, "--quiet"])
 
 
 def stage_inputs(chain: Chain, stage: str) -> List[str]:

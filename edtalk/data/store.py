@@ -22,14 +22,13 @@ Library::
 Readers open their file lazily in the process that uses them, so a reader made in the main
 process is safe to hand to DataLoader workers (fork or spawn) and DDP ranks.
 
-CLI::
+CLI (edtalk/cli.py)::
 
-    python -m edtalk.data.store --root TREE [--size N] [--quality 75] [--out PATH] [--quiet]
+    edtalk store --root TREE [--size N] [--quality 75] [--out PATH] [--quiet]
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import sys
@@ -41,10 +40,10 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 
 from edtalk.data import layout
-from edtalk.errors import EDTalkError, InputError
+from edtalk.errors import InputError
 
 __all__ = ["STORE_NAME", "frame_key", "length_key", "encode_frame", "decode_frame", "resize_frame",
-           "build_frame_store", "FrameStore", "VideoFrames", "open_frames", "main"]
+           "build_frame_store", "FrameStore", "VideoFrames", "open_frames"]
 
 STORE_NAME = "frames.lmdb"
 JPEG_QUALITY = 75
@@ -376,33 +375,6 @@ def _progress_bar(total: int, enabled: bool):
     return tqdm(total=total, desc="frame store", unit="clip", disable=not enabled)
 
 
-# --------------------------------------------------------------------------- CLI
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m edtalk.data.store",
-                                description="Store a MEAD/HDTF tree's frames as JPEGs in an LMDB (docs/design.md §7.3).")
-    p.add_argument("--root", required=True, help="tree in the edtalk.data.layout format")
-    p.add_argument("--out", default=None, help=f"LMDB folder (default: ROOT/{STORE_NAME})")
-    p.add_argument("--size", type=int, default=None, help="frame side in pixels (default: the tree's own)")
-    p.add_argument("--quality", type=int, default=JPEG_QUALITY, help="JPEG quality (default 75)")
-    p.add_argument("--workers", type=int, default=None, help="decode threads (default min(4, CPUs))")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = _build_parser().parse_args(argv)
-    try:
-        path = build_frame_store(args.root, out=args.out, size=args.size, quality=args.quality,
-                                 progress=not args.quiet, workers=args.workers)
-        store = FrameStore(path)
-        print(f"{path}: {len(store.names)} clips")
-    except EDTalkError as exc:
-        print(f"edtalk: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the command moved into the `edtalk` command line
+    print("edtalk: error: run `edtalk store ...` (or `python -m edtalk store ...`)", file=sys.stderr)
+    sys.exit(2)

@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from edtalk.cli import main as edtalk_main
 from edtalk.data import layout, store
 from edtalk.errors import InputError
 from edtalk.video import read_video
@@ -145,8 +146,8 @@ def test_reader_made_before_fork_works_in_dataloader_workers(mead_store):
 
 def test_cli(synth_trees, tmp_path, capsys):
     root = synth_trees["mead"]
-    assert store.main(["--root", str(root), "--out", str(tmp_path / "c.lmdb"), "--size", "16", "--quiet"]) == 0
+    assert edtalk_main(["store", "--root", str(root), "--out", str(tmp_path / "c.lmdb"), "--size", "16", "--quiet"]) == 0
     assert f"{len(layout.list_clips(root))} clips" in capsys.readouterr().out
-    assert store.main(["--root", str(tmp_path / "nope"), "--quiet"]) == 2
+    assert edtalk_main(["store", "--root", str(tmp_path / "nope"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("edtalk: error: data root does not exist")
