@@ -203,6 +203,19 @@ def _add_store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _add_prepare_data_args(p: argparse.ArgumentParser) -> None:
+    from .data.layout import KINDS
+    from .data.preprocess_real import CROP_SIZE
+
+    p.add_argument("--dataset", required=True, choices=KINDS, help="raw layout: mead or hdtf")
+    p.add_argument("--raw", required=True, help="MEAD: folder of <ID>/video/front/...; HDTF: folder of <video>.mp4")
+    p.add_argument("--out", required=True, help="output tree (created; an existing one is resumed)")
+    p.add_argument("--workers", type=int, default=None, help="parallel processes (default: all CPU cores)")
+    p.add_argument("--size", type=int, default=CROP_SIZE, help="frame side of the written clips (default 256)")
+    p.add_argument("--lmdb", action="store_true", help="also build OUT/frames.lmdb (python -m edtalk store)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edtalk",
@@ -276,6 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     sto = sub.add_parser("store", help="a tree's frames as JPEGs in one LMDB, for training",
                          description="Store a MEAD/HDTF tree's frames as JPEGs in an LMDB (docs/design.md §7.3).")
     _add_store_args(sto)
+
+    pd = sub.add_parser("prepare-data", help="raw MEAD/HDTF videos into a training tree (resumable)",
+                        description="Raw MEAD/HDTF videos → an EDTalk training tree (docs/design.md §7.2–7.3).")
+    _add_prepare_data_args(pd)
 
     from .onnx.cli import EXPORT_DESCRIPTION, EXPORT_EPILOG, add_export_onnx_arguments
 
@@ -469,10 +486,21 @@ def _cmd_store(args) -> int:
     return 0
 
 
+def _cmd_prepare_data(args) -> int:
+    """Exit 0 when every source is complete, 1 when some failed (listed), 2 on a usage error."""
+    from .data.preprocess_real import prepare
+
+    summary = prepare(args.dataset, args.raw, args.out, workers=args.workers, size=args.size, lmdb=args.lmdb,
+                      progress=not args.quiet)
+    print(summary)
+    return 1 if summary.failed else 0
+
+
 COMMANDS = {"evaluate": _cmd_evaluate, "generate": _cmd_generate, "batch": _cmd_batch, "download": _cmd_download,
             "presets": _cmd_presets, "examples": _cmd_examples, "train": _cmd_train, "webui": _cmd_webui,
             "extract-motion": _cmd_extract_motion, "make-presets": _cmd_make_presets, "export-onnx": _cmd_export_onnx,
-            "synthtalk": _cmd_synthtalk, "store": _cmd_store}
+            "synthtalk": _cmd_synthtalk, "store": _cmd_store,
+            "prepare-data": _cmd_prepare_data}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -14,7 +14,7 @@ PARSING = re.compile(r"\bArgumentParser\(|\.add_argument\(|\.add_parser\(|\.pars
 # `edtalk batch` checks each job's values against generate's flags, which cli.py hands it.
 NAMESPACE_ONLY = {"checkpoints.py", "testing.py", "train/stages/common.py", "pipelines/batch.py"}
 # Parsers that have not moved into cli.py yet (issue 20).
-NOT_MOVED_YET = {"data/preprocess_real.py", "train/cli.py", "eval/protocol.py", "onnx/cli.py"}
+NOT_MOVED_YET = {"train/cli.py", "eval/protocol.py", "onnx/cli.py"}
 
 
 def modules():
@@ -32,7 +32,8 @@ def test_only_cli_imports_argparse_for_parsing():
 
 
 @pytest.mark.parametrize("module,command", [("edtalk.data.synthtalk", "synthtalk"),
-                                            ("edtalk.data.store", "store")])
+                                            ("edtalk.data.store", "store"),
+                                            ("edtalk.data.preprocess_real", "prepare-data")])
 def test_an_old_entry_point_names_its_command_and_exits_2(tmp_path, module, command):
     result = subprocess.run([sys.executable, "-m", module, "--out", str(tmp_path / "out")], cwd=tmp_path,
                             capture_output=True, text=True, timeout=120)
@@ -40,3 +41,11 @@ def test_an_old_entry_point_names_its_command_and_exits_2(tmp_path, module, comm
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1 and f"`edtalk {command} ...`" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_data_preprocess_script_runs_prepare_data(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "data_preprocess" / "prepare.py"), "--dataset", "mead",
+                             "--raw", str(tmp_path / "none"), "--out", str(tmp_path / "o")],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [f"edtalk: error: raw folder does not exist: {tmp_path / 'none'}"]

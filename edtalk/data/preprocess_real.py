@@ -31,15 +31,14 @@ Library::
 
     prepare("mead", raw_dir, out_dir, workers=4, size=256, lmdb=True)  # → PrepareSummary
 
-CLI::
+CLI (edtalk/cli.py; data_preprocess/prepare.py runs it)::
 
-    python data_preprocess/prepare.py --dataset mead|hdtf --raw DIR --out DIR [--workers N]
+    edtalk prepare-data --dataset mead|hdtf --raw DIR --out DIR [--workers N]
         [--size 256] [--lmdb] [--quiet]
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -48,7 +47,7 @@ import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -56,7 +55,7 @@ from edtalk.data import layout
 from edtalk.errors import EDTalkError, FaceNotFoundError, InputError
 
 __all__ = ["Source", "PrepareSummary", "find_sources", "official_split", "assign_split", "prepare_source",
-           "prepare", "main", "CROP_SIZE", "HDTF_TEST_FRACTION"]
+           "prepare", "CROP_SIZE", "HDTF_TEST_FRACTION"]
 
 CROP_SIZE = 256  # analysis size: landmarks and boxes are found on 256² crops whatever the output size
 DETECT_SIDE = 640  # the tube's detection pass decodes at most this many pixels on the long side
@@ -422,34 +421,6 @@ def prepare(dataset: str, raw: os.PathLike, out: os.PathLike, workers: Optional[
     return summary
 
 
-# --------------------------------------------------------------------------- CLI
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python data_preprocess/prepare.py",
-                                description="Raw MEAD/HDTF videos → an EDTalk training tree (docs/design.md §7.2–7.3).")
-    p.add_argument("--dataset", required=True, choices=layout.KINDS, help="raw layout: mead or hdtf")
-    p.add_argument("--raw", required=True, help="MEAD: folder of <ID>/video/front/...; HDTF: folder of <video>.mp4")
-    p.add_argument("--out", required=True, help="output tree (created; an existing one is resumed)")
-    p.add_argument("--workers", type=int, default=None, help="parallel processes (default: all CPU cores)")
-    p.add_argument("--size", type=int, default=CROP_SIZE, help="frame side of the written clips (default 256)")
-    p.add_argument("--lmdb", action="store_true", help="also build OUT/frames.lmdb (python -m edtalk.data.store)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    return p
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Exit 0 when every source is complete, 1 when some failed (listed), 2 on a usage error."""
-    args = _build_parser().parse_args(argv)
-    try:
-        summary = prepare(args.dataset, args.raw, args.out, workers=args.workers, size=args.size, lmdb=args.lmdb,
-                          progress=not args.quiet)
-    except EDTalkError as exc:
-        print(f"edtalk: error: {exc}", file=sys.stderr)
-        return 2
-    print(summary)
-    return 1 if summary.failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the command moved into the `edtalk` command line
+    print("edtalk: error: run `edtalk prepare-data ...` (or `python data_preprocess/prepare.py ...`)", file=sys.stderr)
+    sys.exit(2)

@@ -8,6 +8,7 @@ import skimage.data
 from PIL import Image
 from scipy.signal import resample_poly
 
+from edtalk.cli import main as edtalk_main
 from edtalk.data import layout, preprocess_real as pr
 from edtalk.data.synthtalk import sample_identity, sample_mouth, synthesize_audio
 from edtalk.video import write_video
@@ -129,7 +130,7 @@ def test_hdtf_video_is_cut_frame_exactly_into_5s_clips(tmp_path, capsys):
     video = sorted({layout.group_of(n) for n in pr.official_split()["test"] if layout.name_kind(n) == "hdtf"})[0]
     wav16 = _raw_clip(tmp_path / "raw" / f"{video}.mp4", 5.2, 4, fps=25)
     out = tmp_path / "out"
-    rc = pr.main(["--dataset", "hdtf", "--raw", str(tmp_path / "raw"), "--out", str(out), "--workers", "1",
+    rc = edtalk_main(["prepare-data", "--dataset", "hdtf", "--raw", str(tmp_path / "raw"), "--out", str(out), "--workers", "1",
                   "--size", "48", "--quiet", "--lmdb"])
     assert rc == 0, capsys.readouterr()
     report = layout.validate_tree(out, "hdtf", check_media=True, require_mel=True)
@@ -166,9 +167,9 @@ def test_assign_split_rules():
 
 
 def test_cli_usage_errors_are_one_line(tmp_path, capsys):
-    assert pr.main(["--dataset", "mead", "--raw", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
+    assert edtalk_main(["prepare-data", "--dataset", "mead", "--raw", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"edtalk: error: raw folder does not exist: {tmp_path / 'none'}"]
     (tmp_path / "empty").mkdir()
-    assert pr.main(["--dataset", "hdtf", "--raw", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
+    assert edtalk_main(["prepare-data", "--dataset", "hdtf", "--raw", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
     assert "no raw HDTF videos" in capsys.readouterr().err
