@@ -216,6 +216,22 @@ def _add_prepare_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+TRAIN_EPILOG = """\
+overrides are dotted config keys, e.g.  data.root=data/synth/mead run.dir=runs/s1 train.max_steps=500
+train.batch_size=8 (global batch, split over processes) loss.perceptual.backbone=none train.ema=0.999
+
+multi-process (gradients averaged over ranks; gloo on CPU, NCCL on GPU):
+  torchrun --nproc_per_node 2 -m edtalk.cli train --config configs/train/stage1_synthtalk_tiny.yaml data.root=...
+a run resumes from the latest checkpoint in run.dir (run.resume=auto|none|PATH).
+"""
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="training config (YAML), e.g. configs/train/stage1_synthtalk_tiny.yaml")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edtalk",
@@ -249,12 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("examples", help="(re)generate the bundled example inputs")
     ex.add_argument("--out", default="examples", help="folder (default: examples)")
 
-    from .train.cli import TRAIN_EPILOG, add_train_args
-
     tr = sub.add_parser("train", help="train a stage (stage0, stage1, ...) from a YAML config",
                         description="Train an EDTalk stage from a YAML config with key=value overrides.",
                         epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_train_args(tr)
+    _add_train_args(tr)
 
     em = sub.add_parser("extract-motion", help="cache per-frame mouth/pose/expression weights of a training tree",
                         description="Write <tree>/EDTalk_{lip,pose,exp}_feature/<clip>.npy (docs/design.md §8.8); resumable.")
@@ -381,9 +395,20 @@ def _cmd_presets(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from .train.cli import run_train
+    from .train.config import load_train_config
 
-    return run_train(args)
+    cfg = load_train_config(args.config, args.overrides)
+    if args.print_config:
+        from omegaconf import OmegaConf
+
+        print(OmegaConf.to_yaml(cfg), end="")
+        return 0
+    from .train.trainer import train
+
+    result = train(cfg)
+    if result.exports:
+        print(f"trained {cfg.stage} to step {result.step}; exports: {', '.join(result.exports)}")
+    return 0
 
 
 def _cmd_examples(args) -> int:
