@@ -122,9 +122,36 @@ in the table. A value marked with a dagger differs from its reference in the ste
 
 
 def _add_evaluate_args(p: argparse.ArgumentParser) -> None:
-    from .eval.protocol import add_evaluate_arguments  # the evaluate flags live with the protocol
+    from .eval.metrics.registry import WEIGHT_SOURCES
+    from .eval.protocol import PROTOCOL_CHOICES
 
-    add_evaluate_arguments(p)
+    io = p.add_argument_group("videos")
+    io.add_argument("--pred", metavar="DIR", help="generated videos, named like their ground truth (<name>.mp4)")
+    io.add_argument("--gt", metavar="DIR", help="ground truth: a folder of videos or a MEAD/HDTF layout tree")
+    io.add_argument("--out", default="results/eval", help="report folder (default: results/eval)")
+    io.add_argument("--label", help="name of this run's row in the table")
+    io.add_argument("--clip-list", metavar="FILE",
+                    help="evaluate exactly these clips: names one a line, a JSON list, or EAT's .npy "
+                         "(rand_sample_ours_mead100.npy; EAT names are converted)")
+    gen = p.add_argument_group("generate a layout split first")
+    gen.add_argument("--checkpoint", help="generator (EDTalk.pt / EDTalk_lip_pose.pt / saved folder)")
+    gen.add_argument("--audio2lip-checkpoint", help="Audio2Lip for --mode audio (default: beside --checkpoint)")
+    gen.add_argument("--data", metavar="TREE", help="MEAD/HDTF layout tree whose split is generated and evaluated")
+    gen.add_argument("--split", default="test", help="split list of the tree (--data, or --gt as a tree; default: test)")
+    gen.add_argument("--mode", default="video", choices=["video", "audio"],
+                     help="EDTalk-V: the clip drives the mouth (default); EDTalk-A: its audio does")
+    gen.add_argument("--limit", type=int, help="only the first N clips of the split")
+    met = p.add_argument_group("protocol and metric networks (local files; never downloaded)")
+    met.add_argument("--protocol", default="auto", choices=PROTOCOL_CHOICES,
+                     help="eat: each metric's reference inputs (EAT's 128² crops, 5 FID frames a clip, face chips, "
+                          "syncnet_python LSE); native: full frames as generated; auto (default): eat for "
+                          "MEAD/HDTF names, native otherwise")
+    for w in WEIGHT_SOURCES.values():
+        met.add_argument(w.flag, dest=f"weights_{w.name}", metavar="PATH", help=f"{w.what} [env {w.env}]")
+    met.add_argument("--metrics", help="comma-separated subset, e.g. psnr,ssim,m_lmd (default: all)")
+    met.add_argument("--max-offset", type=int, default=15, help="SyncNet offsets searched, ± frames (default 15)")
+    met.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    met.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _add_extract_motion_args(p: argparse.ArgumentParser) -> None:
@@ -447,10 +474,49 @@ def _cmd_make_presets(args) -> int:
     return 0
 
 
-def _cmd_evaluate(args) -> int:
-    from .eval.protocol import evaluate_command
+def _evaluate_request(args):
+    """An EvaluateRequest from parsed flags; EDTalkError (one line, exit 2) on bad usage."""
+    from .eval.metrics import METRICS, MetricSettings
+    from .eval.metrics.registry import WEIGHT_SOURCES
+    from .eval.protocol import EvaluateRequest, GenerationPlan
+    from .pipelines.generate import resolve_device
 
-    return evaluate_command(args)
+    only = None
+    if args.metrics:
+        only = tuple(m.strip().lower().replace("-", "_") for m in args.metrics.split(",") if m.strip())
+        unknown = [m for m in only if m not in METRICS]
+        if unknown:
+            raise EDTalkError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
+    if args.limit is not None and args.limit < 1:
+        raise EDTalkError("--limit must be at least 1")
+    if args.max_offset < 0:
+        raise EDTalkError("--max-offset must be 0 or more")
+    device = str(resolve_device(args.device))
+    settings = MetricSettings(paths={n: getattr(args, f"weights_{n}", None) for n in WEIGHT_SOURCES}, only=only,
+                              device=device, max_offset=args.max_offset)
+    plan = None
+    if args.checkpoint or args.data:
+        if not (args.checkpoint and args.data):
+            raise EDTalkError("generating first needs both --checkpoint and --data")
+        if args.pred or args.gt:
+            raise EDTalkError("give either --pred/--gt (evaluate existing videos) or --checkpoint/--data, not both")
+        plan = GenerationPlan(checkpoint=args.checkpoint, data=args.data, out=args.out, split=args.split, mode=args.mode,
+                              audio2lip_checkpoint=args.audio2lip_checkpoint, device=device, limit=args.limit,
+                              progress=not args.quiet)
+    elif args.limit is not None:
+        raise EDTalkError("--limit applies when generating (--checkpoint/--data); use --clip-list to choose clips")
+    return EvaluateRequest(out=args.out, pred=args.pred, gt=args.gt, generation=plan, settings=settings,
+                           label=args.label, split=args.split, progress=not args.quiet,
+                           protocol=getattr(args, "protocol", "auto"), clip_list=getattr(args, "clip_list", None))
+
+
+def _cmd_evaluate(args) -> int:
+    from .eval.protocol import run_evaluate
+
+    result, files = run_evaluate(_evaluate_request(args))
+    print(files["table"].read_text())
+    print(f"{len(result.rows)} clip(s), {result.protocol} protocol; wrote " + ", ".join(str(p) for p in files.values()))
+    return 0
 
 
 def _comma_levels(text: str) -> tuple:

@@ -14,7 +14,7 @@ PARSING = re.compile(r"\bArgumentParser\(|\.add_argument\(|\.add_parser\(|\.pars
 # `edtalk batch` checks each job's values against generate's flags, which cli.py hands it.
 NAMESPACE_ONLY = {"checkpoints.py", "testing.py", "train/stages/common.py", "pipelines/batch.py"}
 # Parsers that have not moved into cli.py yet (issue 20).
-NOT_MOVED_YET = {"eval/protocol.py", "onnx/cli.py"}
+NOT_MOVED_YET = {"onnx/cli.py"}
 
 
 def modules():

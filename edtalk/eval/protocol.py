@@ -24,7 +24,6 @@ clip pose and expression), source = the clip's first frame.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
@@ -36,11 +35,11 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 
 from ..data.layout import MEAD_TEST_SPEAKERS, name_kind, parse_mead_name, read_split
-from ..errors import EDTalkError, InputError
+from ..errors import InputError
 from ..video import FPS, read_video, resample_fps
 from .metrics import METRICS, MetricSettings, MetricSuite
 from .metrics.reference import REFERENCE_FILES, clip_step
-from .metrics.registry import PROTOCOLS, WEIGHT_SOURCES, file_sha256
+from .metrics.registry import PROTOCOLS, file_sha256
 
 VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".avi")
 PROTOCOL_CHOICES = ("auto",) + PROTOCOLS
@@ -481,88 +480,6 @@ def run_evaluate(req: EvaluateRequest):
     return result, files
 
 
-EVALUATE_EPILOG = """\
-  edtalk evaluate --pred results/pred --gt data/mead --out results/eval        (gt: a layout tree or a folder of videos)
-  edtalk evaluate --checkpoint checkpoints/EDTalk.pt --data data/mead --split test --mode video --out results/eval
-  edtalk evaluate --pred results/pred --gt data/mead --clip-list rand_sample_ours_mead100.npy --eat-template base_68.npy
-metric networks are local files (flag or environment variable); a missing one skips its metric with the reason
-in the table. A value marked with a dagger differs from its reference in the steps its footnote names and is not
-comparable to the paper. docs/evaluation.md lists each metric's reference and where to get the weights.
-"""
-
-
-def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
-    """The flags of `edtalk evaluate`."""
-    io = p.add_argument_group("videos")
-    io.add_argument("--pred", metavar="DIR", help="generated videos, named like their ground truth (<name>.mp4)")
-    io.add_argument("--gt", metavar="DIR", help="ground truth: a folder of videos or a MEAD/HDTF layout tree")
-    io.add_argument("--out", default="results/eval", help="report folder (default: results/eval)")
-    io.add_argument("--label", help="name of this run's row in the table")
-    io.add_argument("--clip-list", metavar="FILE",
-                    help="evaluate exactly these clips: names one a line, a JSON list, or EAT's .npy "
-                         "(rand_sample_ours_mead100.npy; EAT names are converted)")
-    gen = p.add_argument_group("generate a layout split first")
-    gen.add_argument("--checkpoint", help="generator (EDTalk.pt / EDTalk_lip_pose.pt / saved folder)")
-    gen.add_argument("--audio2lip-checkpoint", help="Audio2Lip for --mode audio (default: beside --checkpoint)")
-    gen.add_argument("--data", metavar="TREE", help="MEAD/HDTF layout tree whose split is generated and evaluated")
-    gen.add_argument("--split", default="test", help="split list of the tree (--data, or --gt as a tree; default: test)")
-    gen.add_argument("--mode", default="video", choices=["video", "audio"],
-                     help="EDTalk-V: the clip drives the mouth (default); EDTalk-A: its audio does")
-    gen.add_argument("--limit", type=int, help="only the first N clips of the split")
-    met = p.add_argument_group("protocol and metric networks (local files; never downloaded)")
-    met.add_argument("--protocol", default="auto", choices=PROTOCOL_CHOICES,
-                     help="eat: each metric's reference inputs (EAT's 128² crops, 5 FID frames a clip, face chips, "
-                          "syncnet_python LSE); native: full frames as generated; auto (default): eat for "
-                          "MEAD/HDTF names, native otherwise")
-    for w in WEIGHT_SOURCES.values():
-        met.add_argument(w.flag, dest=f"weights_{w.name}", metavar="PATH", help=f"{w.what} [env {w.env}]")
-    met.add_argument("--metrics", help="comma-separated subset, e.g. psnr,ssim,m_lmd (default: all)")
-    met.add_argument("--max-offset", type=int, default=15, help="SyncNet offsets searched, ± frames (default 15)")
-    met.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    met.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
-def request_from_args(args) -> EvaluateRequest:
-    """An :class:`EvaluateRequest` from parsed flags; EDTalkError (one line, exit 2) on bad usage."""
-    from ..pipelines.generate import resolve_device
-
-    only = None
-    if args.metrics:
-        only = tuple(m.strip().lower().replace("-", "_") for m in args.metrics.split(",") if m.strip())
-        unknown = [m for m in only if m not in METRICS]
-        if unknown:
-            raise EDTalkError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
-    if args.limit is not None and args.limit < 1:
-        raise EDTalkError("--limit must be at least 1")
-    if args.max_offset < 0:
-        raise EDTalkError("--max-offset must be 0 or more")
-    device = str(resolve_device(args.device))
-    settings = MetricSettings(paths={n: getattr(args, f"weights_{n}", None) for n in WEIGHT_SOURCES}, only=only,
-                              device=device, max_offset=args.max_offset)
-    plan = None
-    if args.checkpoint or args.data:
-        if not (args.checkpoint and args.data):
-            raise EDTalkError("generating first needs both --checkpoint and --data")
-        if args.pred or args.gt:
-            raise EDTalkError("give either --pred/--gt (evaluate existing videos) or --checkpoint/--data, not both")
-        plan = GenerationPlan(checkpoint=args.checkpoint, data=args.data, out=args.out, split=args.split, mode=args.mode,
-                              audio2lip_checkpoint=args.audio2lip_checkpoint, device=device, limit=args.limit,
-                              progress=not args.quiet)
-    elif args.limit is not None:
-        raise EDTalkError("--limit applies when generating (--checkpoint/--data); use --clip-list to choose clips")
-    return EvaluateRequest(out=args.out, pred=args.pred, gt=args.gt, generation=plan, settings=settings,
-                           label=args.label, split=args.split, progress=not args.quiet,
-                           protocol=getattr(args, "protocol", "auto"), clip_list=getattr(args, "clip_list", None))
-
-
-def evaluate_command(args) -> int:
-    """`edtalk evaluate`: run, print the table and the files written."""
-    result, files = run_evaluate(request_from_args(args))
-    print(files["table"].read_text())
-    print(f"{len(result.rows)} clip(s), {result.protocol} protocol; wrote " + ", ".join(str(p) for p in files.values()))
-    return 0
-
-
 __all__ = ["Pair", "ClipSet", "EvaluationResult", "GenerationPlan", "EvaluateRequest", "run_evaluate", "pair_videos",
            "align_frames", "load_clip", "evaluate_pairs", "summarise", "generate_split", "is_layout_tree",
-           "read_clip_list", "resolve_protocol", "add_evaluate_arguments", "evaluate_command", "EVALUATE_EPILOG"]
+           "read_clip_list", "resolve_protocol"]
