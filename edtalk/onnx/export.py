@@ -26,7 +26,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from ..errors import CheckpointError, InputError
+from ..errors import CheckpointError, EDTalkError, InputError
 from . import graphs
 
 __all__ = ["OPSET", "METADATA_FILE", "FORMAT_VERSION", "export_onnx", "export_generator", "export_audio2lip",
@@ -239,6 +239,27 @@ def _sources(checkpoint_dir: Path, checkpoint=None, audio2lip=None) -> Dict[str,
     return parts
 
 
+def _export_part(part: str, path: Path, work: Path, opset: int):
+    """(folder name in the export, metadata entry) of one part of `_sources`."""
+    from ..model import EDTalk
+    from ..networks.audio2lip import Audio2Lip
+
+    if part == "Audio2Lip":
+        return part, export_audio2lip(Audio2Lip.from_pretrained(path), work / part, opset)
+    if part == "pose_flow":
+        from ..networks.pose_flow import load_pose_flow
+
+        return part, export_pose_flow(*load_pose_flow(path), work / part, opset)
+    if part == "audio2exp":
+        from ..networks.expression_predictor import load_expression_predictor
+
+        predictor, a2l, text_encoder = load_expression_predictor(path)
+        return part, export_expression_predictor(predictor, a2l, text_encoder, work / part, opset)
+    model = EDTalk.from_pretrained(path)  # a generator: its variant names its folder
+    name = "EDTalk" if model.has_expression else "EDTalk_lip_pose"
+    return name, export_generator(model, work / name, opset)
+
+
 def _check_out(out: Path) -> None:
     """`out` may be new, empty or an earlier export (replaced whole); anything else is refused."""
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / METADATA_FILE).is_file())):
@@ -251,12 +272,13 @@ def export_onnx(checkpoint_dir, out, checkpoint=None, audio2lip=None, opset: int
 
     Written into a temporary folder beside `out` and moved into place at the end: an error leaves
     no half-written export."""
-    import onnx
-
     from .. import __version__ as edtalk_version
-    from ..model import EDTalk
-    from ..networks.audio2lip import Audio2Lip
 
+    try:
+        import onnx
+        import onnxscript  # noqa: F401 (torch's exporter needs it)
+    except ImportError as exc:
+        raise EDTalkError(f"export-onnx needs {exc.name}: pip install 'edtalk[onnx]'") from None
     checkpoint_dir, out = Path(checkpoint_dir), Path(out)
     if opset < OPSET:
         raise InputError(f"--opset must be {OPSET} or later (GridSample and the exporter's operator set)")
@@ -268,22 +290,8 @@ def export_onnx(checkpoint_dir, out, checkpoint=None, audio2lip=None, opset: int
     try:
         for part, path in sources.items():
             log(f"exporting {part} from {path}")
-            if part in ("generator",) + tuple(GENERATOR_PARTS):
-                model = EDTalk.from_pretrained(path)
-                name = "EDTalk" if model.has_expression else "EDTalk_lip_pose"
-                models[name] = export_generator(model, work / name, opset)
-            elif part == "Audio2Lip":
-                models[part] = export_audio2lip(Audio2Lip.from_pretrained(path), work / part, opset)
-            elif part == "pose_flow":
-                from ..networks.pose_flow import load_pose_flow
-
-                models[part] = export_pose_flow(*load_pose_flow(path), work / part, opset)
-            elif part == "audio2exp":
-                from ..networks.expression_predictor import load_expression_predictor
-
-                predictor, a2l, text_encoder = load_expression_predictor(path)
-                models[part] = export_expression_predictor(predictor, a2l, text_encoder, work / part, opset)
-            models[part if part not in ("generator",) + tuple(GENERATOR_PARTS) else name]["from"] = str(path)
+            name, entry = _export_part(part, path, work, opset)
+            models[name] = {**entry, "from": str(path)}
         presets = checkpoint_dir / "presets"
         if presets.is_dir():
             shutil.copytree(presets, work / "presets")

@@ -77,9 +77,6 @@ class _Graphs:
         self.folder, self.entry, self.device = Path(folder), entry, device
         self.sessions: Dict[str, object] = {}
 
-    def has(self, name: str) -> bool:
-        return name in self.entry["graphs"]
-
     def session(self, name: str):
         if name not in self.sessions:
             ort = _ort()
@@ -97,10 +94,6 @@ class _Graphs:
     def run(self, name: str, **inputs) -> List[np.ndarray]:
         feed = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in inputs.items()}
         return self.session(name).run(None, feed)
-
-    @property
-    def providers(self) -> List[str]:
-        return providers_for(self.device)
 
 
 def _np(x) -> np.ndarray:
