@@ -94,9 +94,14 @@ def _add_generate_args(p: argparse.ArgumentParser, batch: bool = False) -> None:
                      help="official per-demo behaviour: zero-padded smoothing; EDTalk-A/V hold the pose video's "
                           "last frame (lip-pose and dubbing ping-pong)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
-    from .onnx.cli import add_engine_arguments
+    _add_engine_args(run)
 
-    add_engine_arguments(run)  # --engine torch|onnx, --onnx-dir
+
+def _add_engine_args(group) -> None:
+    group.add_argument("--engine", default="torch", choices=["torch", "onnx"],
+                       help="run the networks with torch (default) or onnxruntime (needs --onnx-dir)")
+    group.add_argument("--onnx-dir", metavar="DIR", default=None,
+                       help="--engine onnx: a folder made by `edtalk export-onnx`")
 
 
 BATCH_EPILOG = """\
@@ -259,6 +264,33 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 
+EXPORT_DESCRIPTION = """\
+Export the networks of a checkpoint folder to ONNX (torch's dynamo exporter, float32, dynamic batch):
+the generator (encoder, motion heads, EEM terms, decoder with its flow warp; full and lip-pose
+models), Audio2Lip, and, where the folder has them, the audio-to-pose flow (one sampling step) and
+audio2exp. The expression presets are copied. `edtalk generate --engine onnx --onnx-dir OUT` runs
+them with onnxruntime. The opset and versions are written to OUT/edtalk_onnx.json."""
+
+EXPORT_EPILOG = """\
+examples:
+  edtalk export-onnx --checkpoint-dir checkpoints/synthtalk --out onnx/synthtalk
+  edtalk generate --engine onnx --onnx-dir onnx/synthtalk --source examples/source.png --audio examples/speech.wav --out results/onnx.mp4
+"""
+
+
+def _add_export_onnx_args(p: argparse.ArgumentParser) -> None:
+    from .onnx.export import OPSET
+
+    p.add_argument("--checkpoint-dir", default="checkpoints",
+                   help="folder with EDTalk/EDTalk_lip_pose/Audio2Lip (files or saved folders), pose_flow/, "
+                        "audio2exp/ and presets/ (default: checkpoints)")
+    p.add_argument("--checkpoint", default=None, help="export this generator only (a .pt or saved folder)")
+    p.add_argument("--audio2lip-checkpoint", default=None, help="Audio2Lip to export (default: the folder's)")
+    p.add_argument("--out", required=True, help="the export folder (new, empty, or an earlier export: replaced)")
+    p.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")
+    p.add_argument("--quiet", action="store_true", help="print only the result")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edtalk",
@@ -335,12 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Raw MEAD/HDTF videos → an EDTalk training tree (docs/design.md §7.2–7.3).")
     _add_prepare_data_args(pd)
 
-    from .onnx.cli import EXPORT_DESCRIPTION, EXPORT_EPILOG, add_export_onnx_arguments
-
     ox = sub.add_parser("export-onnx", help="export the networks to ONNX for onnxruntime (generate --engine onnx)",
                         description=EXPORT_DESCRIPTION, epilog=EXPORT_EPILOG,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_export_onnx_arguments(ox)
+    _add_export_onnx_args(ox)
     return parser
 
 
@@ -397,9 +427,13 @@ def _cmd_batch(args) -> int:
 
 
 def _cmd_export_onnx(args) -> int:
-    from .onnx.cli import export_onnx_command
+    from .onnx.export import export_onnx
 
-    return export_onnx_command(args)
+    metadata = export_onnx(args.checkpoint_dir, args.out, checkpoint=args.checkpoint,
+                           audio2lip=args.audio2lip_checkpoint, opset=args.opset,
+                           log=(lambda message: None) if args.quiet else print)
+    print(f"wrote {args.out}: {', '.join(metadata['models'])} (opset {metadata['opset']})")
+    return 0
 
 
 def _cmd_download(args) -> int:

@@ -13,8 +13,6 @@ PARSING = re.compile(r"\bArgumentParser\(|\.add_argument\(|\.add_parser\(|\.pars
 # argparse.Namespace without a parser: the official checkpoints store their options as one ('args'), and
 # `edtalk batch` checks each job's values against generate's flags, which cli.py hands it.
 NAMESPACE_ONLY = {"checkpoints.py", "testing.py", "train/stages/common.py", "pipelines/batch.py"}
-# Parsers that have not moved into cli.py yet (issue 20).
-NOT_MOVED_YET = {"onnx/cli.py"}
 
 
 def modules():
@@ -23,12 +21,12 @@ def modules():
 
 def test_only_cli_parses_command_lines():
     parsing = sorted(name for name, text in modules().items() if PARSING.search(text))
-    assert parsing == sorted({"cli.py"} | NOT_MOVED_YET)
+    assert parsing == ["cli.py"]
 
 
 def test_only_cli_imports_argparse_for_parsing():
     importing = {name for name, text in modules().items() if re.search(r"^\s*(import|from) argparse\b", text, re.M)}
-    assert importing - NAMESPACE_ONLY == {"cli.py"} | NOT_MOVED_YET
+    assert importing - NAMESPACE_ONLY == {"cli.py"}
 
 
 @pytest.mark.parametrize("module,command", [("edtalk.data.synthtalk", "synthtalk"),
