@@ -168,3 +168,18 @@ def load_config(path):
 def default_channels_for(size: int, base: Optional[Dict[int, int]] = None) -> Dict[int, int]:
     base = dict(base or OFFICIAL_CHANNELS)
     return {r: base[r] for r in [2 ** i for i in range(2, int(math.log2(size)) + 1)]}
+
+
+class GeneratorVariant:
+    """`has_expression` and `variant` ("edtalk" or "lip_pose") of anything with an EDTalkConfig as
+    `self.config`: the torch model and its ONNX runner answer alike."""
+
+    config: EDTalkConfig
+
+    @property
+    def has_expression(self) -> bool:
+        return self.config.has_expression
+
+    @property
+    def variant(self) -> str:
+        return "edtalk" if self.has_expression else "lip_pose"

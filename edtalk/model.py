@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from .config import EDTalkConfig
+from .config import EDTalkConfig, GeneratorVariant
 from .convert import official
 from .modeling import PretrainedModel
 from .networks.encoder import Encoder
@@ -33,7 +33,7 @@ class Direction(nn.Module):
         self.weight = nn.Parameter(torch.randn(latent_dim, num))
 
 
-class EDTalk(nn.Module, PretrainedModel):
+class EDTalk(nn.Module, PretrainedModel, GeneratorVariant):
     model_type, label = "edtalk", "EDTalk generator"
     config_classes = {"config": EDTalkConfig}
     default_names = ("EDTalk.pt", "EDTalk")  # in a checkpoint folder: the released file or a saved folder
@@ -57,14 +57,6 @@ class EDTalk(nn.Module, PretrainedModel):
         self._bases_cache: Optional[Tuple[tuple, torch.Tensor]] = None
 
     # ------------------------------------------------------------------ properties
-    @property
-    def has_expression(self) -> bool:
-        return self.config.has_expression
-
-    @property
-    def variant(self) -> str:
-        return "edtalk" if self.has_expression else "lip_pose"
-
     @property
     def device(self) -> torch.device:
         return self.direction_lipnonlip.weight.device

@@ -56,13 +56,9 @@ def seconds(fn, repeats: int = 1, warmup: bool = True) -> float:
 
 
 def machine() -> str:
-    """The CPU's model name and core count, for the header of every table."""
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-        name = next(ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        name = platform.processor() or platform.machine()
-    return f"{name}, {os.cpu_count()} cores"
+    from edtalk.pipelines.benchmark import machine as cpu_name
+
+    return cpu_name()
 
 
 def dtype_of(name: str):

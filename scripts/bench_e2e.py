@@ -16,8 +16,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -31,12 +29,9 @@ STAGES = ("decode", "crop", "drivers", "networks", "paste-back", "encode")
 
 
 def machine() -> str:
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-        name = next(ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        name = platform.processor() or platform.machine()
-    return f"{name}, {os.cpu_count()} cores"
+    from edtalk.pipelines.benchmark import machine as cpu_name
+
+    return cpu_name()
 
 
 # ----------------------------------------------------------------------------- weights

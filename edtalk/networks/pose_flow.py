@@ -66,6 +66,18 @@ def pad_edges(x: torch.Tensor, n: int, dim: int = 1) -> torch.Tensor:
     return torch.cat([first, x, last], dim)
 
 
+
+def finish_samples(x: torch.Tensor, clamp: bool, smooth: bool) -> torch.Tensor:
+    """The sampler's last steps on standardised samples [B,T,6] (torch and ONNX runners alike):
+    clamp to ±3 standard deviations, then 3-tap smoothing along time with edge padding."""
+    if clamp:
+        x = x.clamp(-3.0, 3.0)
+    if smooth:
+        from ..audio import smooth as smooth_3tap
+
+        x = torch.stack([smooth_3tap(seq, mode="edge") for seq in x])
+    return x
+
 class ActNorm(nn.Module):
     """y = (x + loc)·exp(log_scale), per dimension; log|det| = Σ log_scale per frame."""
 
@@ -226,14 +238,7 @@ class PoseFlow(nn.Module):
             x, states = self.from_latent(noise[:, i:i + 1], cond, states)
             out.append(x)
             hist = torch.cat([hist[:, 1:], x], 1)
-        x = torch.cat(out, 1)
-        if clamp:
-            x = x.clamp(-3.0, 3.0)
-        if smooth:
-            from ..audio import smooth as smooth_3tap
-
-            x = torch.stack([smooth_3tap(seq, mode="edge") for seq in x])
-        return self.destandardise(x)
+        return self.destandardise(finish_samples(torch.cat(out, 1), clamp, smooth))
 
 POSE_FLOW_DIR, MODEL_TYPE = "pose_flow", "pose_flow"
 

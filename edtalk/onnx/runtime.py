@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from ..config import Audio2LipConfig, EDTalkConfig
+from ..config import Audio2LipConfig, EDTalkConfig, GeneratorVariant
 from ..errors import CheckpointError, InputError
 from .export import FORMAT_VERSION, METADATA_FILE
 
@@ -120,7 +120,7 @@ class OnnxSource(list):
         self.enhanced = None  # (expression bytes, maps)
 
 
-class OnnxEDTalk:
+class OnnxEDTalk(GeneratorVariant):
     """The generator's graphs (see the module docstring)."""
 
     def __init__(self, folder, entry: dict, device: str = "auto"):
@@ -129,14 +129,6 @@ class OnnxEDTalk:
         self.folder = Path(folder)
 
     # ------------------------------------------------------------------ what generation reads
-    @property
-    def has_expression(self) -> bool:
-        return self.config.has_expression
-
-    @property
-    def variant(self) -> str:
-        return "edtalk" if self.has_expression else "lip_pose"
-
     @property
     def device(self) -> torch.device:
         return torch.device("cpu")  # inputs and outputs live on the host; the provider is internal
@@ -274,8 +266,7 @@ class OnnxPoseFlow:
     @torch.no_grad()
     def sample(self, audio: torch.Tensor, seed_pose: torch.Tensor, temperature: float = 0.7,
                generator: Optional[torch.Generator] = None, clamp: bool = True, smooth: bool = True) -> torch.Tensor:
-        from ..audio import smooth as smooth_3tap
-        from ..networks.pose_flow import pad_edges
+        from ..networks.pose_flow import finish_samples, pad_edges
 
         c = self.config
         k = 2 * c.context + 1
@@ -295,12 +286,7 @@ class OnnxPoseFlow:
             x = _torch(x)
             out.append(x)
             hist = torch.cat([hist[:, 1:], x], 1)
-        x = torch.cat(out, 1)
-        if clamp:
-            x = x.clamp(-3.0, 3.0)
-        if smooth:
-            x = torch.stack([smooth_3tap(seq, mode="edge") for seq in x])
-        return x * self.std + self.mean
+        return finish_samples(torch.cat(out, 1), clamp, smooth) * self.std + self.mean
 
 
 class OnnxExpressionPredictor:

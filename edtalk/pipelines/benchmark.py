@@ -8,8 +8,11 @@ paths) is left out: mouth weights are given as the audio path would give them.
 """
 from __future__ import annotations
 
+import os
+import platform
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import torch
@@ -21,6 +24,16 @@ from .drivers import DriverPlan, plan_drivers
 from .pipeline import EDTalkPipeline
 from .specs import Weights
 
+
+
+def machine() -> str:
+    """The CPU's model name and core count, for the header of every benchmark table."""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        name = next(ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        name = platform.processor() or platform.machine()
+    return f"{name}, {os.cpu_count()} cores"
 
 @dataclass
 class Scenario:
