@@ -1,23 +1,12 @@
 """scripts/bench.py: every suite is there, the shared timer counts calls as documented, and a
 suite prints its table (values are not checked against times: benchmarks never pass or fail)."""
-import importlib.util
 import re
-from pathlib import Path
 
 import pytest
 
 from edtalk.pipelines.benchmark import time_call
 
-REPO = Path(__file__).resolve().parents[2]
 SUITES = {"inference", "memory", "paste", "loader", "train", "precision", "synthtalk", "evaluate", "e2e", "onnx"}
-
-
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench", REPO / "scripts" / "bench.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_every_suite_is_a_subcommand(bench):

@@ -1,29 +1,10 @@
 """scripts/bench_e2e.py (suites e2e and onnx of scripts/bench.py): the stage clock charges each
 stage its own time only, and the e2e suite finds every function it times in the generation code
 (a refactor that moves one shows up here, not as time silently moved to `other`)."""
-import importlib.util
 import re
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench", REPO / "scripts" / "bench.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def bench_e2e():
-    spec = importlib.util.spec_from_file_location("bench_e2e", REPO / "scripts" / "bench_e2e.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class FakeClock:

@@ -1,0 +1,24 @@
+"""The bench scripts, loaded as modules (they are files under scripts/, not a package)."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_script("bench")
+
+
+@pytest.fixture(scope="module")
+def bench_e2e():
+    return load_script("bench_e2e")
