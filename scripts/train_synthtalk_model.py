@@ -94,8 +94,7 @@ WIDE_SYNTH_ARGS = ("--pose-drift", "2.5", "--pose-range", "1.5", "--exp-change",
                    "--turn-cues")
 
 # CPU seconds per training step, one thread, of the _tiny and the full (*_synthtalk.yaml) configs,
-# measured on the project's 2-core AMD EPYC machine while two other training runs shared it (load ~4.5;
-# an idle machine is about twice as fast), plus each training process's start (imports, data, model,
+# on a 2-core AMD EPYC at load ~4.5 (an idle machine is about twice as fast), plus each training process's start (imports, data, model,
 # the step-0 probe).  The presets' estimates are these times the step counts.
 SECONDS_PER_STEP = {
     "_tiny": {"stage0": 0.1, "stage1": 0.2, "stage2": 0.1, "syncnet": 0.1, "audio2lip": 0.1, "pose_flow": 0.05,
