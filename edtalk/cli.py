@@ -207,6 +207,10 @@ def _add_synthtalk_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exp-scale", type=float, default=1.0, metavar="S",
                    help="MEAD: draw every expression S times larger (brows, lids, mouth corners, blush; the factors "
                         "files keep the expression values; default 1 = unchanged, at most 5)")
+    p.add_argument("--shared-motion", action="store_true",
+                   help="MEAD: every clip of a speaker reuses the speaker's mouth, head-pose and blink tracks, so "
+                        "frame t of two of its clips differs only in expression (exact expression-only pairs: "
+                        "stage 0's data.same_frame_rate)")
     p.add_argument("--emotional-voice", action="store_true",
                    help="MEAD: colour each clip's voice by its emotion and level (pitch, intonation, timbre, "
                         "tremor, breath); off, every voice is neutral and the audio carries no emotion")
@@ -579,6 +583,7 @@ def _cmd_synthtalk(args) -> int:
             levels=levels, clips_per=args.clips_per, frames=args.frames, neutral_levels=args.neutral_levels,
             pose_drift=args.pose_drift, pose_range=args.pose_range, exp_change=args.exp_change,
             exp_scale=args.exp_scale, emotional_voice=args.emotional_voice, turn_cues=args.turn_cues,
+            shared_motion=args.shared_motion,
             videos=args.videos, seconds=args.seconds, test_fraction=args.test_fraction, mel=not args.no_mel,
             overwrite=args.overwrite, validate=not args.no_validate, quiet=args.quiet, stats=stats)
         wall = time.perf_counter() - t0

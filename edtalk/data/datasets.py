@@ -6,6 +6,9 @@ Items (images: float32 tensors [3,S,S] in [-1,1], RGB; S = `size`, or the tree's
         MEAD: target = a random frame of clip i; source = a random frame of a random *neutral*
               clip of the same speaker (any clip of the speaker if it has no neutral clip).
         HDTF: source and target = two random frames (with replacement) of clip i.
+        `same_frame_rate` p: with probability p the source is the target's frame index in the
+        neutral clip (clamped to its length); on a `--shared-motion` SynthTalk tree such a pair
+        differs only in expression.
         `regions` (e.g. ("brows", "eyes", "mouth")): also "target_regions" int64 [R,4], the
         target's boxes of those landmark groups (:func:`region_boxes`), for a region L1 term.
 
@@ -218,9 +221,11 @@ class _TreeDataset(Dataset):
 class Stage0Pairs(_TreeDataset):
     """Stage-0 (LIA fine-tune) pairs {"source", "target"}; see the module docstring."""
 
-    def __init__(self, root, split="train", size=None, seed=0, store=None, length=None, regions=()):
+    def __init__(self, root, split="train", size=None, seed=0, store=None, length=None, regions=(),
+                 same_frame_rate: float = 0.0):
         super().__init__(root, split, size, seed, store, length)
         self.regions = check_regions(regions)
+        self.same_frame_rate = probability(same_frame_rate, "same_frame_rate")
         self.neutral: dict = {}  # MEAD clip index → the neutral clips of its speaker (all its clips if none)
         for clips in self.groups.values():
             if self.kind_of(self.names[clips[0]]) != "mead":
@@ -239,8 +244,13 @@ class Stage0Pairs(_TreeDataset):
             source = self.names[pool[int(rng.integers(len(pool)))]]
         else:
             source = target
-        return {"source": (source, self._random_frame(source, rng)),
+        plan = {"source": (source, self._random_frame(source, rng)),
                 "target": (target, self._random_frame(target, rng))}
+        # drawn only when on, so the default plan draws exactly what it always drew
+        if self.same_frame_rate > 0 and rng.random() < self.same_frame_rate:
+            last = self._tree_of[source].store.num_frames(source) - 1
+            plan["source"] = (source, min(plan["target"][1], last))
+        return plan
 
     def __getitem__(self, index: int) -> dict:
         plan = self.plan(index)

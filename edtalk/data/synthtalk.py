@@ -484,7 +484,8 @@ def generate_mead(out: os.PathLike, speakers: int = 2, emotions: Sequence[str] =
                   seed: int = 0, mel: bool = True, test_fraction: float = 0.25, overwrite: bool = False,
                   neutral_levels: bool = False, validate: bool = True, quiet: bool = True, stats: Optional[dict] = None,
                   pose_drift: float = 1.0, emotional_voice: bool = False, pose_range: float = 1.0,
-                  exp_change: float = 0.0, turn_cues: bool = False, exp_scale: float = 1.0):
+                  exp_change: float = 0.0, turn_cues: bool = False, exp_scale: float = 1.0,
+                  shared_motion: bool = False):
     """Write a MEAD-style tree (``<speaker>#<emotion>#level_<k>#<nnn>``) at `out`.
 
     Neutral only at level 1 like MEAD unless `neutral_levels`.  Speakers M101, W102, …; the last
@@ -499,7 +500,10 @@ def generate_mead(out: os.PathLike, speakers: int = 2, emotions: Sequence[str] =
     per-frame ``expression`` is the truth throughout.  `turn_cues` renders head turns with the
     cues of :func:`render_frames` (manifest key ``turn_cues``).  `exp_scale` draws every
     expression that many times larger (:func:`make_clip`; manifest key ``exp_scale``; the factors
-    files keep the expression values).  Defaults write today's bytes.
+    files keep the expression values).  `shared_motion`: every clip of a speaker reuses that
+    speaker's mouth, head-pose and blink tracks (cut to the clip's length), so frame t of any two of
+    its clips differs only in expression: exact expression-only pairs (manifest key
+    ``shared_motion``).  Defaults write today's bytes.
     """
     root = Path(out)
     if speakers < 1 or clips_per < 1:
@@ -536,9 +540,14 @@ def generate_mead(out: os.PathLike, speakers: int = 2, emotions: Sequence[str] =
                 idents[spk] = sample_identity(np.random.default_rng([seed, 1, spk, 0]))
             rng = np.random.default_rng([seed, 1, spk, 1 + layout.EMOTIONS.index(e), lv, k])
             T = int(rng.integers(lo, hi + 1))
+            factors = None
+            if shared_motion:
+                factors = sample_factors(np.random.default_rng([seed, 3, spk, 1 + layout.EMOTIONS.index(e), lv, k]),
+                                         T, e, lv, pose_drift, pose_range, exp_change, labels)
+                factors.update(_speaker_motion(seed, spk, hi, pose_drift, pose_range, T))
             clip = make_clip(idents[spk], T, size, rng, emotion=e, level=lv, pose_drift=pose_drift,
                              emotional_voice=emotional_voice, pose_range=pose_range, exp_change=exp_change,
-                             change_targets=labels, turn_cues=turn_cues, exp_scale=exp_scale)
+                             change_targets=labels, turn_cues=turn_cues, exp_scale=exp_scale, factors=factors)
             _add_timing(stats, clip, T)
             name = layout.format_mead_name(_speaker_id(spk), e, lv, k + 1)
             names_by_speaker.setdefault(_speaker_id(spk), []).append(name)
@@ -558,8 +567,17 @@ def generate_mead(out: os.PathLike, speakers: int = 2, emotions: Sequence[str] =
                            **({"exp_change": exp_change} if exp_change > 0 else {}),
                            **({"turn_cues": True} if turn_cues else {}),
                            **({"exp_scale": exp_scale} if exp_scale != 1.0 else {}),
+                           **({"shared_motion": True} if shared_motion else {}),
                            "test_speakers": sorted(test_speakers), "factors": _definitions()})
     return layout.validate_tree(root, "mead", check_media=True) if validate else None
+
+
+def _speaker_motion(seed: int, spk: int, frames: int, pose_drift: float, pose_range: float, T: int) -> dict:
+    """One speaker's mouth, pose and blink tracks of `frames` frames, cut to T (`shared_motion`)."""
+    r_mouth, r_pose, r_blink = np.random.default_rng([seed, 2, spk]).spawn(3)
+    return {"mouth": sample_mouth(r_mouth, frames)[:T].astype(np.float32),
+            "pose": sample_pose(r_pose, frames, pose_drift, pose_range)[:T].astype(np.float32),
+            "blink": sample_blinks(r_blink, frames)[:T].astype(np.float32)}
 
 
 def _number(value, what: str, lo: float, hi: float) -> float:
@@ -648,7 +666,7 @@ def generate(out: os.PathLike, kind: str = "both", **kwargs) -> dict:
     if kind not in ("mead", "hdtf", "both"):
         raise InputError(f"kind must be mead, hdtf or both, got {kind!r}")
     mead_only = {"speakers", "emotions", "levels", "clips_per", "frames", "neutral_levels", "pose_drift",
-                 "emotional_voice", "pose_range", "exp_change", "exp_scale"}
+                 "emotional_voice", "pose_range", "exp_change", "exp_scale", "shared_motion"}
     hdtf_only = {"videos", "seconds"}
     out = Path(out)
     reports = {}

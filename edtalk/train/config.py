@@ -33,6 +33,7 @@ BASE_DEFAULTS = {
         "size": None,             # frame size; None = the model size
         "num_workers": "auto",    # loader processes per training process: auto (1-4, by cores) | N (0 = in-process)
         "cross_clip_rate": 0.0,   # stage 1: identity frames from another clip of the speaker, at this rate
+        "same_frame_rate": 0.0,   # stage 0: source at the target's frame index of a neutral clip, at this rate
         "exp_pair_rate": 0.0,     # stage 2: targets redrawn among the speaker's emotional clips, at this rate
         "max_pose_gap": None,     # stage 2: target pose within this fraction of each pose factor's range
     },

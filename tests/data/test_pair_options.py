@@ -449,3 +449,59 @@ def test_exp_scale_tree_option_and_its_limits(tmp_path):
     assert "exp_scale" not in json.loads((tmp_path / "u" / "synthtalk.json").read_text())
     with pytest.raises(InputError, match="expression scale"):
         st.generate_mead(tmp_path / "v", speakers=1, frames=4, mel=False, exp_scale=6.0, validate=False)
+
+
+# --------------------------------------------------------------------------- expression-only pairs
+
+
+def test_shared_motion_trees_differ_only_in_expression_at_one_frame(tmp_path):
+    root = tmp_path / "s" / "mead"
+    st.generate(tmp_path / "s", kind="mead", speakers=2, emotions=("neutral", "happy", "sad"), levels=(1, 3),
+                frames="6-8", mel=False, validate=False, shared_motion=True, exp_change=0.5, seed=3)
+    assert json.loads((root / "synthtalk.json").read_text())["shared_motion"] is True
+    names = sorted(p.name[:-4] for p in (root / "factors").glob("*.npz"))
+    by_speaker = {}
+    for name in names:
+        by_speaker.setdefault(layout.group_of(name), []).append(name)
+    tracks = {}
+    for speaker, clips in by_speaker.items():
+        f = {n: np.load(root / "factors" / f"{n}.npz") for n in clips}
+        T = min(len(v["mouth"]) for v in f.values())
+        for key in ("mouth", "pose", "blink"):  # one speaker, one motion: the same tracks in every clip
+            assert all(np.array_equal(f[n][key][:T], f[clips[0]][key][:T]) for n in clips)
+        exps = [f[n]["expression"][:T] for n in clips]  # … and the emotions still differ
+        assert min(np.abs(a - b).mean() for i, a in enumerate(exps) for b in exps[i + 1:]) > 0.05
+        tracks[speaker] = f[clips[0]]["pose"][:6]
+    a, b = tracks.values()
+    assert not np.allclose(a, b)  # another speaker moves otherwise
+    # the default tree draws each clip's own motion
+    st.generate(tmp_path / "d", kind="mead", speakers=1, emotions=("neutral", "happy"), levels=(1,), frames=6,
+                mel=False, validate=False, seed=3)
+    d = [np.load(p) for p in sorted((tmp_path / "d" / "mead" / "factors").glob("*.npz"))]
+    assert not np.array_equal(d[0]["pose"], d[1]["pose"])
+    assert "shared_motion" not in json.loads((tmp_path / "d" / "mead" / "synthtalk.json").read_text())
+
+
+def test_same_frame_rate_takes_the_source_at_the_targets_frame(synth_trees):
+    from edtalk.data.datasets import Stage0Pairs
+
+    root = synth_trees["mead"]
+    n = 400
+    base = Stage0Pairs(root, seed=5, length=n)
+    plans0 = [base.plan(i) for i in range(n)]
+    assert [Stage0Pairs(root, seed=5, length=n, same_frame_rate=0.0).plan(i) for i in range(n)] == plans0
+    ds = Stage0Pairs(root, seed=5, length=n, same_frame_rate=0.6)
+    same = []
+    for i, p0 in enumerate(plans0):
+        plan = ds.plan(i)
+        # the target and the source clip never change; only the source frame may
+        assert plan["target"] == p0["target"] and plan["source"][0] == p0["source"][0]
+        if plan["source"] != p0["source"]:
+            last = ds._tree_of[plan["source"][0]].store.num_frames(plan["source"][0]) - 1
+            assert plan["source"][1] == min(plan["target"][1], last)
+        last = ds._tree_of[plan["source"][0]].store.num_frames(plan["source"][0]) - 1
+        same.append(plan["source"][1] == min(plan["target"][1], last))
+    # 0.6 drawn, plus the pairs whose random source frame already was the target's
+    assert 0.55 < np.mean(same) < 0.8
+    with pytest.raises(InputError, match="same_frame_rate"):
+        Stage0Pairs(root, same_frame_rate=1.5)

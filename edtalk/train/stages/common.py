@@ -103,7 +103,7 @@ class GeneratorStage(Stage):
         try:
             extra = {"length": int(d.length)} if d.length else {}
             # pair options reach only the datasets that have them (set only when not the default)
-            for key in ("cross_clip_rate", "exp_pair_rate"):
+            for key in ("cross_clip_rate", "exp_pair_rate", "same_frame_rate"):
                 if float(d.get(key, 0.0)) > 0:
                     extra[key] = float(d[key])
             if d.get("max_pose_gap") is not None:
