@@ -2,7 +2,8 @@
 """Can a generator render an expression at all?  (edtalk.eval.render_ceiling)
 
 Takes `--pairs` level-3 expression-only pairs from a SynthTalk `--shared-motion` tree (neutral frame t,
-emotional frame t of one speaker) and fits a free latent per pair (`--what latent`) or every weight
+emotional frame t of one speaker) and fits a free latent per pair (`--what latent`), a free α_e per
+pair (`--what exp`, a full model) or every weight
 of the model on those pairs alone (`--what weights`).  Prints the L1 on the pixels the expression
 changed, before and after, next to copying the source, as one JSON line per model.
 
@@ -45,10 +46,10 @@ def main(argv=None) -> int:
     src.add_argument("--scratch", nargs=2, metavar=("LATENT", "CHANNELS"),
                      help="a generator from scratch (flows start at zero), e.g. 128 4:64,8:64,16:64,32:32,64:16")
     p.add_argument("--size", type=int, default=64, help="--scratch: image size (default 64)")
-    p.add_argument("--what", choices=("latent", "weights"), default="weights")
+    p.add_argument("--what", choices=("latent", "exp", "weights"), default="weights")
     p.add_argument("--pairs", type=int, default=16)
     p.add_argument("--steps", type=int, default=600)
-    p.add_argument("--lr", type=float, default=None, help="default 0.05 (latent) / 1e-3 (weights)")
+    p.add_argument("--lr", type=float, default=None, help="default 0.05 (latent, exp) / 1e-3 (weights)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)

@@ -2,8 +2,9 @@
 
 On such a tree frame t of a speaker's neutral clip and frame t of its emotional clips differ only
 in expression, so a pair (neutral source, emotional target) asks the generator for the expression
-and nothing else.  :func:`render_ceiling` fits either a free latent per pair (`what="latent"`: is
-there a z that draws it?) or every weight of the model on those pairs alone (`what="weights"`: can
+and nothing else.  :func:`render_ceiling` fits a free latent per pair (`what="latent"`: is there a z
+that draws it?), a free α_e per pair (`what="exp"`, a full model: can the expression branch draw
+it?) or every weight of the model on those pairs alone (`what="weights"`: can
 the architecture draw it when overfitting?), and reports the L1 on the changed pixels before and
 after, next to the L1 of copying the source.  docs/training/stage1_ab.md holds the measurements.
 """
@@ -55,19 +56,22 @@ def _l1(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> Tuple
 
 def render_ceiling(model, source: torch.Tensor, target: torch.Tensor, what: str = "weights", steps: int = 600,
                    lr: float = None, every: int = 100) -> Dict[str, object]:
-    """Fit `what` ("latent": a free z per pair, the weights frozen; "weights": every weight) to
+    """Fit `what` ("latent": a free z per pair, the weights frozen; "exp": a free α_e per pair,
+    starting from the model's own, a full model; "weights": every weight) to
     render `target` from `source` (L1, Adam, full batch) and measure frame and changed-pixel L1.
 
     Returns {"what", "steps", "pixels_changed" (fraction), "copy" (changed-pixel L1 of the source
     itself), "before"/"after" ({"frame", "changed"}), "curve" [(step, frame, changed)]}.  The model
     is changed in place when `what="weights"`.
     """
-    if what not in ("latent", "weights"):
-        raise InputError(f"what must be latent or weights, got {what!r}")
+    if what not in ("latent", "exp", "weights"):
+        raise InputError(f"what must be latent, exp or weights, got {what!r}")
+    if what == "exp" and not model.has_expression:
+        raise InputError("what=exp needs a full model (with the expression branch), got a lip-pose model")
     mask = changed_pixels(source, target)
     if not mask.any():
         raise InputError("the pairs do not differ: no changed pixels")
-    lr = lr if lr is not None else (0.05 if what == "latent" else 1e-3)
+    lr = lr if lr is not None else (1e-3 if what == "weights" else 0.05)
     model.train(what == "weights")
     for p in model.parameters():
         p.requires_grad_(what == "weights")
@@ -79,6 +83,13 @@ def render_ceiling(model, source: torch.Tensor, target: torch.Tensor, what: str 
         dz = torch.zeros_like(z0, requires_grad=True)
         params: List[torch.Tensor] = [dz]
         render = lambda: model.dec(z0 + dz, feats, None)  # noqa: E731
+    elif what == "exp":
+        with torch.no_grad():
+            wa, feats = model.encode(source)
+            weights = model.motion_weights(target)
+        exp = weights["exp"].clone().requires_grad_(True)
+        params = [exp]
+        render = lambda: model.render(wa, feats, weights["mouth"], weights["pose"], exp)  # noqa: E731
     else:
         params = list(model.parameters())
         render = lambda: model(source, target)  # noqa: E731

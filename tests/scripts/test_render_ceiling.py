@@ -13,7 +13,7 @@ from edtalk.train.init import init_generator
 
 from conftest import load_script
 
-TINY = EDTalkConfig(size=64, latent_dim=32, channels={4: 8, 8: 8, 16: 8, 32: 8, 64: 8}, exp_dim=0)
+TINY = EDTalkConfig(size=64, latent_dim=40, channels={4: 8, 8: 8, 16: 8, 32: 8, 64: 8}, exp_dim=0)
 
 
 @pytest.fixture(scope="module")
@@ -62,16 +62,31 @@ def test_latent_fit_keeps_the_weights_and_weight_fit_learns(shared_tree):
     assert lat["after"]["frame"] < lat["before"]["frame"]
 
 
+def test_exp_fit_moves_only_alpha_e_of_a_full_model(shared_tree):
+    from edtalk.train.stages.stage2 import add_expression_branch
+
+    source, target = expression_pairs(shared_tree, count=2, seed=1)
+    torch.manual_seed(0)
+    lip_pose = init_generator("scratch", None, TINY, 0, "random")[0]
+    with pytest.raises(InputError, match="full model"):
+        render_ceiling(lip_pose, source, target, "exp", steps=1)
+    full = add_expression_branch(lip_pose, exp_dim=10, adain_hidden=8, seed=0, start_as_identity=False)
+    state = {k: v.clone() for k, v in full.state_dict().items()}
+    fit = render_ceiling(full, source, target, "exp", steps=20)
+    assert all(torch.equal(v, full.state_dict()[k]) for k, v in state.items())
+    assert fit["after"]["frame"] < fit["before"]["frame"]
+
+
 def test_script_prints_one_json_line_and_refuses_a_plain_tree(shared_tree, tmp_path, capsys):
     script = load_script("render_ceiling")
-    rc = script.main(["--tree", str(shared_tree), "--scratch", "32", "4:8,8:8,16:8,32:8,64:8", "--pairs", "2",
+    rc = script.main(["--tree", str(shared_tree), "--scratch", "40", "4:8,8:8,16:8,32:8,64:8", "--pairs", "2",
                       "--steps", "3", "--what", "weights"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out.strip())
-    assert out["model"].startswith("scratch 32") and out["steps"] == 3 and out["after"]["changed"] > 0
+    assert out["model"].startswith("scratch 40") and out["steps"] == 3 and out["after"]["changed"] > 0
     st.generate(tmp_path / "plain", kind="mead", speakers=2, emotions=("neutral", "surprised"), levels=(3,),
                 frames=4, mel=False, validate=False)
-    rc = script.main(["--tree", str(tmp_path / "plain" / "mead"), "--scratch", "32", "4:8,8:8,16:8,32:8,64:8"])
+    rc = script.main(["--tree", str(tmp_path / "plain" / "mead"), "--scratch", "40", "4:8,8:8,16:8,32:8,64:8"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "shared-motion" in err[0]
-    assert script.main(["--tree", str(shared_tree), "--scratch", "32", "4:x"]) == 2
+    assert script.main(["--tree", str(shared_tree), "--scratch", "40", "4:x"]) == 2
