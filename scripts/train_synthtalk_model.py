@@ -12,6 +12,8 @@ Phases, in this order (docs/training/recipe.md has the details):
 
   data       SynthTalk MEAD tree at 64x64 (all 8 emotions, levels 1 and 3, emotional voices, audio + mel,
              a quarter of the speakers held out as the test split) + its LMDB frame store   WORK/synth/mead
+  ceiling    the supervised factor net's held-out R² per factor (scripts/factor_ceiling.py): every
+             later probe also reports each R² as a fraction of it (<factor>_frac)    WORK/synth/mead/ceiling.json
   stage0     encoder/decoder on neutral→emotion pairs of a speaker (stage0_synthtalk*.yaml,
              from scratch)                                                                    WORK/runs/stage0
   stage1     lip-pose generator, initialised from stage 0's export (model.init=pretrained)     WORK/runs/stage1
@@ -64,14 +66,14 @@ sys.path.insert(0, str(REPO))  # run from anywhere: python /path/to/scripts/trai
 from edtalk.errors import EDTalkError, exit_code_of  # noqa: E402
 
 CONFIG_DIR = REPO / "configs" / "train"
-PHASES = ("data", "stage0", "stage1", "gate", "stage2", "syncnet", "motion", "audio2lip", "pose_flow", "audio2exp",
+PHASES = ("data", "ceiling", "stage0", "stage1", "gate", "stage2", "syncnet", "motion", "audio2lip", "pose_flow", "audio2exp",
           "presets", "collect", "probe")
 TRAINED_STAGES = ("stage0", "stage1", "stage2", "syncnet", "audio2lip", "pose_flow", "audio2exp")
 GENERATOR_STAGES = ("stage0", "stage1", "stage2")  # the ones train.probe_every can probe
-SKIPPABLE = ("stage0", "gate", "probe")  # nothing later needs them (--skip stage0: stage 1 from scratch)
+SKIPPABLE = ("ceiling", "stage0", "gate", "probe")  # nothing later needs them (--skip stage0: stage 1 from scratch)
 # What each phase reads (a phase of --only must find these finished).
 NEEDS = {
-    "data": (), "stage0": ("data",), "stage1": ("data", "stage0"), "gate": ("stage1",), "stage2": ("stage1",),
+    "data": (), "ceiling": ("data",), "stage0": ("data",), "stage1": ("data", "stage0"), "gate": ("stage1",), "stage2": ("stage1",),
     "syncnet": ("data",), "motion": ("stage1", "stage2"), "audio2lip": ("stage1", "syncnet", "motion"),
     "pose_flow": ("audio2lip", "motion"), "audio2exp": ("audio2lip", "motion"), "presets": ("stage2",),
     "collect": ("stage1", "stage2", "syncnet", "audio2lip", "pose_flow", "audio2exp", "presets"),
@@ -118,6 +120,7 @@ class Preset:
     probe_every: int  # train.probe_every of the generator stages (0 = off; the last step is always probed)
     probe: Tuple[str, ...]  # probe.* settings of those runs, the gate and the probe phase
     minutes_other: Dict[str, float] = field(default_factory=dict)  # estimated CPU minutes of untrained phases
+    ceiling_steps: int = 3000  # the factor net's steps for the tree's ceiling (scripts/factor_ceiling.py)
 
 
 PRESETS = {
@@ -128,7 +131,8 @@ PRESETS = {
                "audio2exp": 10},
         overrides={"stage1": ("data.cross_clip_rate=0.5",)},
         probe_every=1000, probe=("probe.max_clips=16", "probe.frames=16", "probe.triples=8"),
-        minutes_other={"data": 0.3, "gate": 0.05, "motion": 0.2, "presets": 0.1, "probe": 0.25}),
+        minutes_other={"data": 0.3, "ceiling": 0.2, "gate": 0.05, "motion": 0.2, "presets": 0.1, "probe": 0.25},
+        ceiling_steps=4),
     "proof": Preset(
         "the held-out proof run the disentanglement targets are measured on: a fresh seed, 64 speakers (16 held out), "
         "48-frame clips with wide pose and changing expression, stage-1 sources from other clips half the time",
@@ -137,7 +141,7 @@ PRESETS = {
                "pose_flow": 600, "audio2exp": 4000},
         overrides={"stage1": ("data.cross_clip_rate=0.5",)},
         probe_every=500, probe=("probe.max_clips=48", "probe.frames=32", "probe.triples=32"),
-        minutes_other={"data": 25, "gate": 1, "motion": 6, "presets": 1, "probe": 10}),
+        minutes_other={"data": 25, "ceiling": 12, "gate": 1, "motion": 6, "presets": 1, "probe": 10}),
     "full": Preset(
         "the bundled model (checkpoints/synthtalk): the proof's recipe on the bundled tree's seed",
         "", speakers=64, frames="48", seed=1, synth=WIDE_SYNTH_ARGS,
@@ -145,7 +149,7 @@ PRESETS = {
                "pose_flow": 600, "audio2exp": 4000},
         overrides={"stage1": ("data.cross_clip_rate=0.5",)},
         probe_every=1000, probe=("probe.max_clips=24", "probe.frames=32", "probe.triples=24"),
-        minutes_other={"data": 25, "gate": 1, "motion": 6, "presets": 1, "probe": 6}),
+        minutes_other={"data": 25, "ceiling": 12, "gate": 1, "motion": 6, "presets": 1, "probe": 6}),
 }
 
 
@@ -322,6 +326,30 @@ def make_tree(chain: Chain) -> None:
         run_command("data", [sys.executable, "-m", "edtalk", "synthtalk", "--out", chain.work / "synth",
                              *synthtalk_args(chain), "--overwrite"])
     run_command("data", [sys.executable, "-m", "edtalk", "store", "--root", chain.tree, "--quiet"])
+
+
+def ceiling_ready(chain: Chain) -> Optional[Path]:
+    """TREE/ceiling.json, once the factor net's run has finished (a stopped one is not a ceiling)."""
+    run = chain.work / "ceiling" / "ceiling_run.json"
+    done = run.is_file() and json.loads(run.read_text()).get("complete")
+    path = chain.tree / "ceiling.json"
+    return path if done and path.is_file() else None
+
+
+def measure_tree_ceiling(chain: Chain) -> None:
+    """The supervised factor net's held-out R² per factor (scripts/factor_ceiling.py), copied into
+    the tree, where every later probe record reads it (`<factor>_frac`: docs/factor_ceiling.md)."""
+    out = chain.work / "ceiling"
+    cmd = [sys.executable, REPO / "scripts" / "factor_ceiling.py", "--tree", chain.tree, "--out", out,
+           "--steps", str(chain.settings.ceiling_steps), "--threads", str(chain.threads), "--quiet",
+           f"train.device={chain.device}"]
+    if chain.deadline is not None:
+        cmd[-1:-1] = ["--max-minutes", f"{max(0.01, (chain.deadline - time.monotonic()) / 60):.2f}"]
+    run_command("ceiling", cmd)
+    if not json.loads((out / "ceiling_run.json").read_text()).get("complete"):
+        raise BudgetSpent(f"[ceiling] stopped before its {chain.settings.ceiling_steps} steps: --max-minutes "
+                          f"{chain.max_minutes:g} spent")
+    copy_atomic(out / "ceiling.json", chain.tree / "ceiling.json")
 
 
 def stage_inputs(chain: Chain, stage: str) -> List[str]:
@@ -1142,7 +1170,8 @@ def phase_output(chain: Chain, phase: str) -> Callable[[], Optional[Path]]:
     """The check that a phase is finished (its output path, else None)."""
     if phase in TRAINED_STAGES:
         return lambda: stage_export(chain, phase)
-    return {"data": lambda: tree_ready(chain), "gate": lambda: gate_measured(chain),
+    return {"data": lambda: tree_ready(chain), "ceiling": lambda: ceiling_ready(chain),
+            "gate": lambda: gate_measured(chain),
             "motion": lambda: motion_cached(chain), "presets": lambda: presets_written(chain),
             "collect": lambda: collected(chain), "probe": lambda: probed(chain)}[phase]
 
@@ -1191,6 +1220,8 @@ def training_phase(chain: Chain, stage: str, later: Sequence[str]) -> None:
 def phase_action(chain: Chain, phase: str) -> Tuple[Callable[[], None], str]:
     return {"data": (lambda: make_tree(chain), f"{chain.speakers} speakers, {chain.frames} frames per clip, "
                                                f"seed {chain.seed}"),
+            "ceiling": (lambda: measure_tree_ceiling(chain),
+                        f"factor net, {chain.settings.ceiling_steps} steps, held-out R² per factor"),
             "gate": (lambda: run_gate(chain), "held-out probes of the stage-1 encoder's wa"),
             "motion": (lambda: extract_motion(chain), ""), "presets": (lambda: make_presets(chain), ""),
             "collect": (lambda: collect(chain), ""), "probe": (lambda: run_probes(chain), "")}[phase]
@@ -1241,7 +1272,9 @@ def print_plan(chain: Chain, phases: Sequence[str]) -> None:
                         *chain.overrides.get(phase, [])]
             what = f"{chain.config(phase).name} {chain.steps[phase]} steps " + " ".join(settings)
         else:
-            what = {"data": "SynthTalk tree + frame store", "gate": f"wa → expression, held-out mean R² ≥ "
+            what = {"data": "SynthTalk tree + frame store",
+                    "ceiling": f"factor net {preset.ceiling_steps} steps: TREE/ceiling.json (each probe's fraction)",
+                    "gate": f"wa → expression, held-out mean R² ≥ "
                     f"{chain.gate_threshold:g} ({'stops' if chain.strict_gate else 'warns'} otherwise)",
                     "motion": "edtalk extract-motion (stage 1: mouth, pose; stage 2: exp)",
                     "presets": "edtalk make-presets", "collect": f"{chain.out}",

@@ -15,7 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "train_synthtalk_model.py"
-PHASES = ("data", "stage0", "stage1", "gate", "stage2", "syncnet", "motion", "audio2lip", "pose_flow", "audio2exp",
+PHASES = ("data", "ceiling", "stage0", "stage1", "gate", "stage2", "syncnet", "motion", "audio2lip", "pose_flow", "audio2exp",
           "presets", "collect", "probe")
 GENERATOR_STAGES = ("stage0", "stage1", "stage2")
 EXPRESSION_FACTORS = ("brow_raise", "brow_furrow", "eyelid", "cheek", "corner_curve", "corner_asym")
@@ -88,6 +88,24 @@ def test_the_tree_has_the_recipes_data_options(trained):
     assert {layout.parse_mead_name(n).emotion for n in names} == set(EMOTIONS)
 
 
+def test_the_ceiling_is_measured_first_and_every_probe_reads_it(trained):
+    """The factor net's held-out R² per factor lands in the tree before stage 0, so every generator
+    record also carries each R² as a fraction of its ceiling."""
+    tree, work = trained["tree"], trained["work"]
+    ceiling = json.loads((tree / "ceiling.json").read_text())
+    assert ceiling == json.loads((work / "ceiling" / "ceiling.json").read_text())
+    assert {"mouth_open", "yaw", "roll", "tx", "brow_raise", "cheek"} <= set(ceiling)
+    run = json.loads((work / "ceiling" / "ceiling_run.json").read_text())
+    assert run["complete"] and run["step"] == 4
+    first = records(work / "runs" / "stage0")[0]
+    for name, factor in (("mouth_open", "mouth_open"), ("roll", "roll"), ("wa_open", "mouth_open")):
+        frac = first[f"probe/{name}_frac"]  # null where 4 steps left the ceiling below 0.05
+        if ceiling[factor] >= 0.05:
+            assert frac == pytest.approx(first[f"probe/{name}_r2"] / ceiling[factor], rel=1e-3)
+        else:
+            assert frac is None
+
+
 def test_stage1_starts_from_stage0s_export(trained):
     from omegaconf import OmegaConf
 
@@ -157,7 +175,7 @@ def test_strict_gate_stops_before_stage2_with_one_line(trained, tmp_path):
 def test_until_and_only_pick_phases(trained, tmp_path):
     result = tiny(trained["work"], "--until", "gate")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert [line[1:line.index("]")] for line in result.stdout.splitlines() if "] skip" in line] == list(PHASES[:4])
+    assert [line[1:line.index("]")] for line in result.stdout.splitlines() if "] skip" in line] == list(PHASES[:5])
     assert "[stage2]" not in result.stdout
     result = tiny(trained["work"], "--only", "gate,presets")
     assert result.returncode == 0 and "[gate] skip" in result.stdout and "[presets] skip" in result.stdout
