@@ -61,7 +61,7 @@ def render_ceiling(model, source: torch.Tensor, target: torch.Tensor, what: str 
     render `target` from `source` (L1, Adam, full batch) and measure frame and changed-pixel L1.
 
     Returns {"what", "steps", "pixels_changed" (fraction), "copy" (changed-pixel L1 of the source
-    itself), "before"/"after" ({"frame", "changed"}), "curve" [(step, frame, changed)]}.  The model
+    itself), "copy_frame" (its frame L1), "before"/"after" ({"frame", "changed"}), "curve" [(step, frame, changed)]}.  The model
     is changed in place when `what="weights"`.
     """
     if what not in ("latent", "exp", "weights"):
@@ -108,6 +108,7 @@ def render_ceiling(model, source: torch.Tensor, target: torch.Tensor, what: str 
         opt.zero_grad()
         loss.backward()
         opt.step()
+    copy_frame, copy = _l1(source, target, mask)
     return {"what": what, "steps": steps, "pixels_changed": float(mask.float().mean()),
-            "copy": _l1(source, target, mask)[1], "before": before,
+            "copy": copy, "copy_frame": copy_frame, "before": before,
             "after": {"frame": curve[-1][1], "changed": curve[-1][2]}, "curve": curve}

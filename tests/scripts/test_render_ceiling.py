@@ -59,6 +59,7 @@ def test_latent_fit_keeps_the_weights_and_weight_fit_learns(shared_tree):
     assert lat["before"]["frame"] == pytest.approx(frame0, rel=1e-5)
     mask = changed_pixels(source, target)
     assert lat["copy"] == pytest.approx((source - target).abs().mean(1, keepdim=True)[mask].mean().item(), rel=1e-6)
+    assert lat["copy_frame"] == pytest.approx((source - target).abs().mean().item(), rel=1e-6)
     assert lat["after"]["frame"] < lat["before"]["frame"]
 
 
