@@ -61,7 +61,9 @@ def render_ceiling(model, source: torch.Tensor, target: torch.Tensor, what: str 
     render `target` from `source` (L1, Adam, full batch) and measure frame and changed-pixel L1.
 
     Returns {"what", "steps", "pixels_changed" (fraction), "copy" (changed-pixel L1 of the source
-    itself), "copy_frame" (its frame L1), "before"/"after" ({"frame", "changed"}), "curve" [(step, frame, changed)]}.  The model
+    itself), "copy_frame" (its frame L1), "floor" (changed-pixel L1 of the model's reconstruction of
+    each target from itself, after the fit: what the model draws there when nothing has to change),
+    "before"/"after" ({"frame", "changed"}), "curve" [(step, frame, changed)]}.  The model
     is changed in place when `what="weights"`.
     """
     if what not in ("latent", "exp", "weights"):
@@ -109,6 +111,9 @@ def render_ceiling(model, source: torch.Tensor, target: torch.Tensor, what: str 
         loss.backward()
         opt.step()
     copy_frame, copy = _l1(source, target, mask)
+    model.eval()
+    with torch.no_grad():
+        floor = _l1(model(target, target), target, mask)[1]
     return {"what": what, "steps": steps, "pixels_changed": float(mask.float().mean()),
-            "copy": copy, "copy_frame": copy_frame, "before": before,
+            "copy": copy, "copy_frame": copy_frame, "floor": floor, "before": before,
             "after": {"frame": curve[-1][1], "changed": curve[-1][2]}, "curve": curve}

@@ -50,6 +50,9 @@ def test_latent_fit_keeps_the_weights_and_weight_fit_learns(shared_tree):
     assert [s for s, _, _ in fit["curve"]] == [0, 10, 20, 30, 40]
     assert fit["after"]["frame"] < 0.7 * fit["before"]["frame"]
     assert not all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+    with torch.no_grad():
+        own = (model(target, target) - target).abs().mean(1, keepdim=True)[changed_pixels(source, target)].mean()
+    assert fit["floor"] == pytest.approx(own.item(), rel=1e-5)
     # the latent fit on the trained model: its weights stay, only z moves
     state = {k: v.clone() for k, v in model.state_dict().items()}
     with torch.no_grad():
