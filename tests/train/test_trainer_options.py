@@ -50,6 +50,14 @@ def test_pair_options_reach_the_dataset_or_fail_in_one_line(synth_tree, tmp_path
                                          "data.max_pose_gap=0.1", *QUIET])
     with pytest.raises(EDTalkError, match=r"max_pose_gap.*do not apply to Stage1Items"):
         Trainer(cfg)
+    cfg = load_train_config(str(TINY1), [f"data.root={synth_tree}", f"run.dir={tmp_path}",
+                                         "data.same_frame_rate=0.5", *QUIET])
+    with pytest.raises(EDTalkError, match=r"same_frame_rate.*do not apply to Stage1Items"):
+        Trainer(cfg)
+    tiny0 = REPO / "configs" / "train" / "stage0_synthtalk_tiny.yaml"
+    cfg = load_train_config(str(tiny0), [f"data.root={synth_tree}", f"run.dir={tmp_path}",
+                                         "data.same_frame_rate=0.5", *QUIET])
+    assert Trainer(cfg).dataset.same_frame_rate == 0.5
 
 
 def test_running_fea_center_exposes_an_offset_and_keeps_its_mean(synth_tree, tmp_path):
