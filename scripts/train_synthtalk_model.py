@@ -66,14 +66,15 @@ sys.path.insert(0, str(REPO))  # run from anywhere: python /path/to/scripts/trai
 from edtalk.errors import EDTalkError, exit_code_of  # noqa: E402
 
 CONFIG_DIR = REPO / "configs" / "train"
-PHASES = ("data", "ceiling", "stage0", "stage1", "gate", "stage2", "syncnet", "motion", "audio2lip", "pose_flow", "audio2exp",
-          "presets", "collect", "probe")
+PHASES = ("data", "ceiling", "stage0", "stage1", "gate", "stage2", "syncnet", "motion", "audio2lip", "pose_flow",
+          "audio2exp", "presets", "collect", "probe")
 TRAINED_STAGES = ("stage0", "stage1", "stage2", "syncnet", "audio2lip", "pose_flow", "audio2exp")
 GENERATOR_STAGES = ("stage0", "stage1", "stage2")  # the ones train.probe_every can probe
 SKIPPABLE = ("ceiling", "stage0", "gate", "probe")  # nothing later needs them (--skip stage0: stage 1 from scratch)
 # What each phase reads (a phase of --only must find these finished).
 NEEDS = {
-    "data": (), "ceiling": ("data",), "stage0": ("data",), "stage1": ("data", "stage0"), "gate": ("stage1",), "stage2": ("stage1",),
+    "data": (), "ceiling": ("data",), "stage0": ("data",), "stage1": ("data", "stage0"), "gate": ("stage1",),
+    "stage2": ("stage1",),
     "syncnet": ("data",), "motion": ("stage1", "stage2"), "audio2lip": ("stage1", "syncnet", "motion"),
     "pose_flow": ("audio2lip", "motion"), "audio2exp": ("audio2lip", "motion"), "presets": ("stage2",),
     "collect": ("stage1", "stage2", "syncnet", "audio2lip", "pose_flow", "audio2exp", "presets"),
