@@ -96,9 +96,10 @@ BASE_SYNTH_ARGS = ("--kind", "mead", "--emotions", "all", "--levels", "1,3", "--
 WIDE_SYNTH_ARGS = ("--pose-drift", "2.5", "--pose-range", "1.5", "--exp-change", "0.3", "--exp-scale", "2",
                    "--turn-cues")
 
-# CPU seconds per training step, one thread, of the _tiny and the full (*_synthtalk.yaml) configs,
-# on a 2-core AMD EPYC at load ~4.5 (an idle machine is about twice as fast), plus each training process's start (imports, data, model,
-# the step-0 probe).  The presets' estimates are these times the step counts.
+# CPU seconds per training step, one thread, of the _tiny and the full (*_synthtalk.yaml) configs on a
+# 2-core AMD EPYC shared with two other training runs (an idle machine is about twice as fast), plus each
+# training process's start (imports, data, model, the step-0 probe).  The presets' estimates are these
+# times the step counts.
 SECONDS_PER_STEP = {
     "_tiny": {"stage0": 0.1, "stage1": 0.2, "stage2": 0.1, "syncnet": 0.1, "audio2lip": 0.1, "pose_flow": 0.05,
               "audio2exp": 0.01},
@@ -329,6 +330,11 @@ def make_tree(chain: Chain) -> None:
     run_command("data", [sys.executable, "-m", "edtalk", "store", "--root", chain.tree, "--quiet"])
 
 
+def minutes_left(chain: Chain) -> str:
+    """What is left of --max-minutes, as a run's budget (at least 0.01 minutes)."""
+    return f"{max(0.01, (chain.deadline - time.monotonic()) / 60):.2f}"
+
+
 def ceiling_ready(chain: Chain) -> Optional[Path]:
     """TREE/ceiling.json, once the factor net's run has finished (a stopped one is not a ceiling)."""
     run = chain.work / "ceiling" / "ceiling_run.json"
@@ -341,12 +347,10 @@ def measure_tree_ceiling(chain: Chain) -> None:
     """The supervised factor net's held-out R² per factor (scripts/factor_ceiling.py), copied into
     the tree, where every later probe record reads it (`<factor>_frac`: docs/factor_ceiling.md)."""
     out = chain.work / "ceiling"
-    cmd = [sys.executable, REPO / "scripts" / "factor_ceiling.py", "--tree", chain.tree, "--out", out,
-           "--steps", str(chain.settings.ceiling_steps), "--threads", str(chain.threads), "--quiet",
-           f"train.device={chain.device}"]
-    if chain.deadline is not None:
-        cmd[-1:-1] = ["--max-minutes", f"{max(0.01, (chain.deadline - time.monotonic()) / 60):.2f}"]
-    run_command("ceiling", cmd)
+    budget = ["--max-minutes", minutes_left(chain)] if chain.deadline is not None else []
+    run_command("ceiling", [sys.executable, REPO / "scripts" / "factor_ceiling.py", "--tree", chain.tree,
+                            "--out", out, "--steps", str(chain.settings.ceiling_steps), "--threads",
+                            str(chain.threads), "--quiet", *budget, f"train.device={chain.device}"])
     if not json.loads((out / "ceiling_run.json").read_text()).get("complete"):
         raise BudgetSpent(f"[ceiling] stopped before its {chain.settings.ceiling_steps} steps: --max-minutes "
                           f"{chain.max_minutes:g} spent")
@@ -383,7 +387,7 @@ def stage_command(chain: Chain, stage: str) -> list:
            *stage_inputs(chain, stage), *chain.settings.overrides.get(stage, ()), *probe_overrides(chain, stage),
            *chain.overrides.get(stage, [])]
     if chain.deadline is not None:
-        cmd.append(f"train.max_minutes={max(0.01, (chain.deadline - time.monotonic()) / 60):.2f}")
+        cmd.append(f"train.max_minutes={minutes_left(chain)}")
     return cmd
 
 
