@@ -35,9 +35,9 @@ def expression_pairs(root, count: int = 16, seed: int = 0, split: str = "train",
         raise InputError(f"{root} is not a SynthTalk --shared-motion tree: its pairs would differ in more "
                          "than expression")
     ds = Stage0Pairs(root, split=split, seed=seed, size=size, same_frame_rate=1.0)
+    labels = [layout.parse_mead_name(name) for name in ds.names]
     order = np.random.default_rng(seed).permutation(len(ds.names))
-    picked = [int(i) for i in order if (lambda m: m.emotion != "neutral" and m.level == level)(
-        layout.parse_mead_name(ds.names[i]))][:count]
+    picked = [int(i) for i in order if labels[i].emotion != "neutral" and labels[i].level == level][:count]
     if len(picked) < count:
         raise InputError(f"{root} ({split}) has {len(picked)} emotional clips of level {level}, {count} asked")
     items = [ds[i] for i in picked]
@@ -97,14 +97,11 @@ def render_ceiling(model, source: torch.Tensor, target: torch.Tensor, what: str 
         render = lambda: model(source, target)  # noqa: E731
     opt = torch.optim.Adam(params, lr=lr)
     curve = []
-    before = None
     for step in range(steps + 1):
         output = render()
         loss = (output - target).abs().mean()
         if step % every == 0 or step == steps:
-            frame, changed = _l1(output.detach(), target, mask)
-            curve.append((step, frame, changed))
-            before = before or {"frame": frame, "changed": changed}
+            curve.append((step, *_l1(output.detach(), target, mask)))
         if step == steps:
             break
         opt.zero_grad()
@@ -115,5 +112,6 @@ def render_ceiling(model, source: torch.Tensor, target: torch.Tensor, what: str 
     with torch.no_grad():
         floor = _l1(model(target, target), target, mask)[1]
     return {"what": what, "steps": steps, "pixels_changed": float(mask.float().mean()),
-            "copy": copy, "copy_frame": copy_frame, "floor": floor, "before": before,
+            "copy": copy, "copy_frame": copy_frame, "floor": floor,
+            "before": {"frame": curve[0][1], "changed": curve[0][2]},
             "after": {"frame": curve[-1][1], "changed": curve[-1][2]}, "curve": curve}

@@ -66,7 +66,6 @@ def pad_edges(x: torch.Tensor, n: int, dim: int = 1) -> torch.Tensor:
     return torch.cat([first, x, last], dim)
 
 
-
 def finish_samples(x: torch.Tensor, clamp: bool, smooth: bool) -> torch.Tensor:
     """The sampler's last steps on standardised samples [B,T,6] (torch and ONNX runners alike):
     clamp to ±3 standard deviations, then 3-tap smoothing along time with edge padding."""
@@ -77,6 +76,7 @@ def finish_samples(x: torch.Tensor, clamp: bool, smooth: bool) -> torch.Tensor:
 
         x = torch.stack([smooth_3tap(seq, mode="edge") for seq in x])
     return x
+
 
 class ActNorm(nn.Module):
     """y = (x + loc)·exp(log_scale), per dimension; log|det| = Σ log_scale per frame."""

@@ -25,7 +25,6 @@ from .pipeline import EDTalkPipeline
 from .specs import Weights
 
 
-
 def machine() -> str:
     """The CPU's model name and core count, for the header of every benchmark table."""
     try:
@@ -34,6 +33,7 @@ def machine() -> str:
     except (OSError, StopIteration):
         name = platform.processor() or platform.machine()
     return f"{name}, {os.cpu_count()} cores"
+
 
 @dataclass
 class Scenario:

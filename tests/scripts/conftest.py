@@ -1,4 +1,4 @@
-"""The bench scripts, loaded as modules (they are files under scripts/, not a package)."""
+"""The scripts under scripts/, loaded as modules (they are files, not a package)."""
 import importlib.util
 from pathlib import Path
 
@@ -22,3 +22,8 @@ def bench():
 @pytest.fixture(scope="module")
 def bench_e2e():
     return load_script("bench_e2e")
+
+
+@pytest.fixture(scope="module")
+def render_ceiling_script():
+    return load_script("render_ceiling")

@@ -3,8 +3,6 @@ stage its own time only, and the e2e suite finds every function it times in the 
 (a refactor that moves one shows up here, not as time silently moved to `other`)."""
 import re
 
-import pytest
-
 
 
 class FakeClock:

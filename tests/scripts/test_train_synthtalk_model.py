@@ -204,7 +204,7 @@ def test_a_budget_stop_exits_75_and_a_rerun_resumes(trained, tmp_path):
     assert ckpts[-1] == f"step_{reached:08d}.pt"
     result = tiny(work, "--only", "stage0", "--stage0-steps", reached + 1)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert f"from step {reached}" in result.stdout and f"[stage0] done in" in result.stdout
+    assert f"from step {reached}" in result.stdout and "[stage0] done in" in result.stdout
     assert (work / "runs" / "stage0" / "export" / f"{reached + 1:06d}.pt").is_file()
 
 

@@ -9,7 +9,7 @@ def synth_tree(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("synth")
     edtalk_main(["synthtalk", "--out", str(out), "--kind", "mead", "--speakers", "3", "--emotions", "neutral,happy",
-                    "--levels", "1", "--frames", "12", "--no-mel", "--quiet", "--test-fraction", "0.25"])
+                 "--levels", "1", "--frames", "12", "--no-mel", "--quiet", "--test-fraction", "0.25"])
     root = out / "mead"
     build_frame_store(root, progress=False)
     return root
