@@ -569,27 +569,23 @@ def _cmd_synthtalk(args) -> int:
 
     from .data import layout, synthtalk
 
-    try:
-        emotions = layout.EMOTIONS if args.emotions == "all" else tuple(e.strip() for e in args.emotions.split(",") if e.strip())
-        levels = _comma_levels(args.levels)
-        if args.size < 16:
-            raise InputError(f"--size must be at least 16, got {args.size}")
-        if not synthtalk.mel_available() and not args.no_mel:
-            warnings.warn("edtalk.audio is not available: mel/ side files are skipped")
-        stats: dict = {}
-        t0 = time.perf_counter()
-        reports = synthtalk.generate(
-            args.out, kind=args.kind, size=args.size, seed=args.seed, speakers=args.speakers, emotions=emotions,
-            levels=levels, clips_per=args.clips_per, frames=args.frames, neutral_levels=args.neutral_levels,
-            pose_drift=args.pose_drift, pose_range=args.pose_range, exp_change=args.exp_change,
-            exp_scale=args.exp_scale, emotional_voice=args.emotional_voice, turn_cues=args.turn_cues,
-            shared_motion=args.shared_motion,
-            videos=args.videos, seconds=args.seconds, test_fraction=args.test_fraction, mel=not args.no_mel,
-            overwrite=args.overwrite, validate=not args.no_validate, quiet=args.quiet, stats=stats)
-        wall = time.perf_counter() - t0
-    except EDTalkError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    emotions = layout.EMOTIONS if args.emotions == "all" else tuple(e.strip() for e in args.emotions.split(",") if e.strip())
+    levels = _comma_levels(args.levels)
+    if args.size < 16:
+        raise InputError(f"--size must be at least 16, got {args.size}")
+    if not synthtalk.mel_available() and not args.no_mel:
+        warnings.warn("edtalk.audio is not available: mel/ side files are skipped")
+    stats: dict = {}
+    t0 = time.perf_counter()
+    reports = synthtalk.generate(
+        args.out, kind=args.kind, size=args.size, seed=args.seed, speakers=args.speakers, emotions=emotions,
+        levels=levels, clips_per=args.clips_per, frames=args.frames, neutral_levels=args.neutral_levels,
+        pose_drift=args.pose_drift, pose_range=args.pose_range, exp_change=args.exp_change,
+        exp_scale=args.exp_scale, emotional_voice=args.emotional_voice, turn_cues=args.turn_cues,
+        shared_motion=args.shared_motion,
+        videos=args.videos, seconds=args.seconds, test_fraction=args.test_fraction, mel=not args.no_mel,
+        overwrite=args.overwrite, validate=not args.no_validate, quiet=args.quiet, stats=stats)
+    wall = time.perf_counter() - t0
     parts = []
     for kind, rep in reports.items():
         root = Path(args.out) / kind

@@ -226,7 +226,7 @@ def test_cli_pose_range_and_exp_change(tmp_path, capsys):
     for bad in (["--pose-range", "-1"], ["--exp-change", "1.5"], ["--exp-change", "nan"]):
         assert edtalk_main(["synthtalk", *args, "--out", str(tmp_path / "bad"), *bad]) == 2
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and err.startswith("error:")
+        assert err.count("\n") == 1 and err.startswith("edtalk: error:")
 
 
 # --------------------------------------------------------------------------- stage 2: expression pairs under a pose gap
