@@ -44,6 +44,15 @@ all triples (one intercept):
   lip video; absolute values so coefficients of opposite signs cannot cancel).
 - ``cross_leak``: the larger of |cross_leak_mouth| and |cross_leak_pose|.
 
+Self-driven mouth (splits a weak ``cross_mouth_r`` into drawing and transfer): each triple's lip
+clip also drives itself, from its own first frame.
+
+- ``self_mouth_r`` and ``self_mouth_coef``: Pearson r and slope of that output's opening on the
+  true opening, within each clip (each clip's mean removed).  Low here too = the generator does not draw the mouth it is given; high here but
+  low across speakers = α_m does not carry over to another identity.
+- ``reader_mouth_coef``: the same slope with the true frames as the output, the reader's own
+  bound (a perfect generator's ``self_mouth_coef`` and ``cross_mouth_coef``).
+
 Small splits make noisy R²: held-out R² is measured against the held-out clips' own mean, so a
 factor that barely varies there (cheek when no held-out clip is happy) can score far below 0.
 Give the probe ≥ 24 clips that span the tree's emotions; `alpha` fixes the ridge penalty instead.
@@ -450,25 +459,53 @@ def cross_driving_stats(read: Mapping[str, np.ndarray], lip: Mapping[str, np.nda
     return values
 
 
+def _slope(y: np.ndarray, x: np.ndarray) -> float:
+    """Least-squares slope of y on x (with an intercept); NaN when x never moves."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    return _ratio(float(((x - x.mean()) * (y - y.mean())).sum()), float(((x - x.mean()) ** 2).sum()), 1e-12)
+
+
+def self_driving_stats(read_open: Sequence[np.ndarray], reader_open: Sequence[np.ndarray],
+                       true_open: Sequence[np.ndarray]) -> Dict[str, float]:
+    """The self-driven numbers of the module doc from per-clip lists of per-frame mouth openings:
+    `read_open` = read off the self-driven outputs, `reader_open` = read off the true frames,
+    `true_open` = the truth.  Each clip's mean is removed first: the question is whether the mouth
+    moves with the driver inside a clip, and an output frozen at its source frame must score 0."""
+    def centred(parts):
+        return np.concatenate([np.asarray(p, np.float64) - np.mean(p) for p in parts])
+
+    read, reader, true = centred(read_open), centred(reader_open), centred(true_open)
+    return {"self_mouth_r": _pearson(read, true), "self_mouth_coef": _slope(read, true),
+            "reader_mouth_coef": _slope(reader, true)}
+
+
 def cross_driving_probe(model, data: ProbeData, reader: Callable[[torch.Tensor], Mapping[str, np.ndarray]],
                         triples: int = 24, frames: Optional[int] = None, seed: int = 0,
-                        render: Callable = render_cross) -> Dict[str, float]:
-    """Render `triples` seeded cross-driven clips (at most `frames` frames each), read them, score them."""
+                        render: Callable = render_cross, self_driven: bool = True) -> Dict[str, float]:
+    """Render `triples` seeded cross-driven clips (at most `frames` frames each), read them, score them;
+    with `self_driven`, also each lip clip driven by itself from its own first frame, and the reader
+    on the lip clip's true frames (``self_mouth_*``, ``reader_mouth_coef``)."""
     param, size = _param(model), model.config.size
-    read, lip_truth, pose_truth = [], [], []
+    read, lip_truth, pose_truth, self_read, truth_read = [], [], [], [], []
     for ident, lip, pose in choose_triples(data.speakers, triples, seed):
         n = min(len(data.frames[lip]), len(data.frames[pose]), frames or len(data.frames[lip]))
+        lip_frames = data.images(lip, size)[:n].to(param.device, param.dtype)
         source = data.images(ident, size)[:1].to(param.device, param.dtype)
-        out = render(model, source, data.images(lip, size)[:n].to(param.device, param.dtype),
-                     data.images(pose, size)[:n].to(param.device, param.dtype))
+        out = render(model, source, lip_frames, data.images(pose, size)[:n].to(param.device, param.dtype))
         read.append(reader(out))
         lip_truth.append({k: data.truth[lip][k][:n] for k in ("mouth", "pose")})
         pose_truth.append({k: data.truth[pose][k][:n] for k in ("mouth", "pose")})
+        if self_driven:
+            self_read.append(reader(render(model, lip_frames[:1], lip_frames, lip_frames))["mouth"][:, 0])
+            truth_read.append(reader(lip_frames)["mouth"][:, 0])
 
     def stack(parts):
         return {k: np.concatenate([p[k] for p in parts]) for k in ("mouth", "pose")}
 
-    return cross_driving_stats(stack(read), stack(lip_truth), stack(pose_truth))
+    values = cross_driving_stats(stack(read), stack(lip_truth), stack(pose_truth))
+    if self_driven:
+        values.update(self_driving_stats(self_read, truth_read, [t["mouth"][:, 0] for t in lip_truth]))
+    return values
 
 
 # --------------------------------------------------------------------------- fractions of the ceiling

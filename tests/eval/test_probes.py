@@ -244,6 +244,38 @@ def test_cross_driving_probe_pairs_outputs_with_the_right_driver(data):
     assert follows_lip["cross_mouth_r"] == pytest.approx(1.0) and follows_lip["cross_mouth_coef"] == pytest.approx(1.0)
     assert follows_lip["cross_leak_mouth"] == pytest.approx(0.0, abs=1e-9)
     assert follows_lip["cross_pose_coef"] == pytest.approx(0.0, abs=1e-9)
+    # self-driven, both renders show the lip clip itself: drawn fully, and the planted reader reads exactly
+    assert follows_lip["self_mouth_r"] == pytest.approx(1.0) and follows_lip["self_mouth_coef"] == pytest.approx(1.0)
+    assert follows_lip["reader_mouth_coef"] == pytest.approx(1.0)
+    assert "self_mouth_r" not in probes.cross_driving_probe(model, data, reader, triples=6, frames=12,
+                                                            render=show_lip_driver, self_driven=False)
+
+
+def test_self_driving_probe_tells_a_faint_mouth_from_a_missing_one(data):
+    """A generator that draws the given mouth at a third of its size keeps r 1 but slope 1/3; one that
+    keeps the source's mouth has slope 0."""
+    model, reader = tiny_model(), planted_reader(data)
+
+    def faint(read):
+        def scaled(images):
+            out = read(images)
+            return {**out, "mouth": out["mouth"] / 3.0}
+        return scaled
+
+    faint_reader = faint(reader)
+    calls = []
+
+    def read_self_faint(images):  # outputs of the self-driven render are read faint, the truth exactly
+        calls.append(len(images))
+        return faint_reader(images) if len(calls) % 3 == 2 else reader(images)
+
+    v = probes.cross_driving_probe(model, data, read_self_faint, triples=4, frames=12,
+                                   render=lambda m, s, lip, pose: lip)
+    assert v["self_mouth_r"] == pytest.approx(1.0) and v["self_mouth_coef"] == pytest.approx(1 / 3)
+    assert v["reader_mouth_coef"] == pytest.approx(1.0)
+    keeps_source = probes.cross_driving_probe(model, data, reader, triples=4, frames=12,
+                                              render=lambda m, s, lip, pose: s.expand_as(lip))
+    assert keeps_source["self_mouth_coef"] == pytest.approx(0.0, abs=1e-9)
 
 
 @pytest.mark.skipif(not default_factor_net_dir().is_dir(), reason="no shipped SynthTalk factor net")
