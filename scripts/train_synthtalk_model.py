@@ -887,6 +887,8 @@ TABLE_ROWS = (
     ("stage2", "cross_leak", "cross-driving: leak ratio", "≤ 0.2", lambda v: abs(v) <= 0.2),
     ("stage2", "self_mouth_r", "self-driven: mouth r (is the mouth drawn at all?)", "", None),
     ("stage2", "self_mouth_coef", "self-driven: mouth slope", "", None),
+    ("stage2", "self_mouth_coef_closed", "self-driven from the most closed frame: mouth slope", "", None),
+    ("stage2", "self_mouth_coef_open", "self-driven from the most open frame: mouth slope", "", None),
     ("stage2", "reader_mouth_coef", "the reader's slope on true frames (bound of the slopes)", "", None),
     ("presets", "happy_sad_ratio", "presets: happy − sad, share of the data's", "≥ 0.5", lambda v: v >= 0.5),
     ("syncnet", "preferred", "SyncNet: in sync > ±5 shift", "≥ 0.9", lambda v: v >= 0.9),

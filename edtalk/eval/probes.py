@@ -50,8 +50,11 @@ clip also drives itself, from its own first frame.
 - ``self_mouth_r`` and ``self_mouth_coef``: Pearson r and slope of that output's opening on the
   true opening, within each clip (each clip's mean removed).  Low here too = the generator does not draw the mouth it is given; high here but
   low across speakers = α_m does not carry over to another identity.
+- ``self_mouth_coef_closed`` and ``self_mouth_coef_open``: the same slope with the clip's most
+  closed / most open frame as the source.  A warping generator closes a mouth by moving pixels but
+  must draw the inside of an open one, so closed ≪ open says it copies and cannot draw.
 - ``reader_mouth_coef``: the same slope with the true frames as the output, the reader's own
-  bound (a perfect generator's ``self_mouth_coef`` and ``cross_mouth_coef``).
+  bound (a perfect generator's ``self_mouth_coef*`` and ``cross_mouth_coef``).
 
 Small splits make noisy R²: held-out R² is measured against the held-out clips' own mean, so a
 factor that barely varies there (cheek when no held-out clip is happy) can score far below 0.
@@ -465,28 +468,46 @@ def _slope(y: np.ndarray, x: np.ndarray) -> float:
     return _ratio(float(((x - x.mean()) * (y - y.mean())).sum()), float(((x - x.mean()) ** 2).sum()), 1e-12)
 
 
-def self_driving_stats(read_open: Sequence[np.ndarray], reader_open: Sequence[np.ndarray],
+SELF_SOURCES = ("first", "closed", "open")  # the self-driven source frame: the clip's first, most closed, most open
+
+
+def self_source_index(true_open: np.ndarray, which: str) -> int:
+    """Index of the self-driven source frame in a clip with true mouth openings `true_open`."""
+    if which not in SELF_SOURCES:
+        raise ValueError(f"self-driven source must be one of {SELF_SOURCES}, got {which!r}")
+    return 0 if which == "first" else int(np.argmin(true_open) if which == "closed" else np.argmax(true_open))
+
+
+def self_driving_stats(read_open: Mapping[str, Sequence[np.ndarray]], reader_open: Sequence[np.ndarray],
                        true_open: Sequence[np.ndarray]) -> Dict[str, float]:
     """The self-driven numbers of the module doc from per-clip lists of per-frame mouth openings:
-    `read_open` = read off the self-driven outputs, `reader_open` = read off the true frames,
-    `true_open` = the truth.  Each clip's mean is removed first: the question is whether the mouth
-    moves with the driver inside a clip, and an output frozen at its source frame must score 0."""
+    `read_open` = {source: read off the outputs self-driven from that source frame}, `reader_open` =
+    read off the true frames, `true_open` = the truth.  Each clip's mean is removed first: the
+    question is whether the mouth moves with the driver inside a clip, and an output frozen at its
+    source frame must score 0."""
     def centred(parts):
         return np.concatenate([np.asarray(p, np.float64) - np.mean(p) for p in parts])
 
-    read, reader, true = centred(read_open), centred(reader_open), centred(true_open)
-    return {"self_mouth_r": _pearson(read, true), "self_mouth_coef": _slope(read, true),
-            "reader_mouth_coef": _slope(reader, true)}
+    true = centred(true_open)
+    values = {"reader_mouth_coef": _slope(centred(reader_open), true)}
+    for which, parts in read_open.items():
+        read = centred(parts)
+        if which == "first":
+            values.update(self_mouth_r=_pearson(read, true), self_mouth_coef=_slope(read, true))
+        else:
+            values[f"self_mouth_coef_{which}"] = _slope(read, true)
+    return values
 
 
 def cross_driving_probe(model, data: ProbeData, reader: Callable[[torch.Tensor], Mapping[str, np.ndarray]],
                         triples: int = 24, frames: Optional[int] = None, seed: int = 0,
                         render: Callable = render_cross, self_driven: bool = True) -> Dict[str, float]:
     """Render `triples` seeded cross-driven clips (at most `frames` frames each), read them, score them;
-    with `self_driven`, also each lip clip driven by itself from its own first frame, and the reader
-    on the lip clip's true frames (``self_mouth_*``, ``reader_mouth_coef``)."""
+    with `self_driven`, also each lip clip driven by itself from its first, most closed and most open
+    frame, and the reader on the lip clip's true frames (``self_mouth_*``, ``reader_mouth_coef``)."""
     param, size = _param(model), model.config.size
-    read, lip_truth, pose_truth, self_read, truth_read = [], [], [], [], []
+    read, lip_truth, pose_truth, truth_read = [], [], [], []
+    self_read: Dict[str, list] = {which: [] for which in SELF_SOURCES}
     for ident, lip, pose in choose_triples(data.speakers, triples, seed):
         n = min(len(data.frames[lip]), len(data.frames[pose]), frames or len(data.frames[lip]))
         lip_frames = data.images(lip, size)[:n].to(param.device, param.dtype)
@@ -496,7 +517,9 @@ def cross_driving_probe(model, data: ProbeData, reader: Callable[[torch.Tensor],
         lip_truth.append({k: data.truth[lip][k][:n] for k in ("mouth", "pose")})
         pose_truth.append({k: data.truth[pose][k][:n] for k in ("mouth", "pose")})
         if self_driven:
-            self_read.append(reader(render(model, lip_frames[:1], lip_frames, lip_frames))["mouth"][:, 0])
+            for which, parts in self_read.items():
+                k = self_source_index(lip_truth[-1]["mouth"][:, 0], which)
+                parts.append(reader(render(model, lip_frames[k:k + 1], lip_frames, lip_frames))["mouth"][:, 0])
             truth_read.append(reader(lip_frames)["mouth"][:, 0])
 
     def stack(parts):

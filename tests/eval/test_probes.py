@@ -265,17 +265,43 @@ def test_self_driving_probe_tells_a_faint_mouth_from_a_missing_one(data):
     faint_reader = faint(reader)
     calls = []
 
-    def read_self_faint(images):  # outputs of the self-driven render are read faint, the truth exactly
+    def read_self_faint(images):  # per triple: cross, then self from first / closed / open, then the truth
         calls.append(len(images))
-        return faint_reader(images) if len(calls) % 3 == 2 else reader(images)
+        return faint_reader(images) if len(calls) % 5 in (2, 3, 4) else reader(images)
 
     v = probes.cross_driving_probe(model, data, read_self_faint, triples=4, frames=12,
                                    render=lambda m, s, lip, pose: lip)
     assert v["self_mouth_r"] == pytest.approx(1.0) and v["self_mouth_coef"] == pytest.approx(1 / 3)
+    assert v["self_mouth_coef_closed"] == pytest.approx(1 / 3) and v["self_mouth_coef_open"] == pytest.approx(1 / 3)
     assert v["reader_mouth_coef"] == pytest.approx(1.0)
     keeps_source = probes.cross_driving_probe(model, data, reader, triples=4, frames=12,
                                               render=lambda m, s, lip, pose: s.expand_as(lip))
-    assert keeps_source["self_mouth_coef"] == pytest.approx(0.0, abs=1e-9)
+    for key in ("self_mouth_coef", "self_mouth_coef_closed", "self_mouth_coef_open"):
+        assert keeps_source[key] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_self_driven_sources_are_the_first_most_closed_and_most_open_frames():
+    opening = np.array([0.3, 0.1, 0.9, 0.5])
+    assert [probes.self_source_index(opening, w) for w in probes.SELF_SOURCES] == [0, 1, 2]
+    with pytest.raises(ValueError, match="first"):
+        probes.self_source_index(opening, "middle")
+
+
+def test_a_generator_that_only_closes_mouths_scores_open_not_closed(data):
+    """Rendered from its source, the planted output keeps the source's opening as a floor (it can
+    move pixels to close a mouth, not draw an opening): closed-source slope 0, open-source slope 1."""
+    model, reader = tiny_model(), planted_reader(data)
+    rows = truth_lookup(data)
+
+    def cannot_open(model, source, lip, pose):
+        i, t = rows[frame_key(source[0])]
+        floor = data.truth[i]["mouth"][t, 0]
+        pick = [frame_key(im) for im in lip]
+        return lip if all(data.truth[rows[k][0]]["mouth"][rows[k][1], 0] <= floor for k in pick) else source.expand_as(lip)
+
+    v = probes.cross_driving_probe(model, data, reader, triples=4, frames=12, render=cannot_open)
+    assert v["self_mouth_coef_open"] == pytest.approx(1.0)
+    assert v["self_mouth_coef_closed"] == pytest.approx(0.0, abs=1e-9)
 
 
 @pytest.mark.skipif(not default_factor_net_dir().is_dir(), reason="no shipped SynthTalk factor net")
