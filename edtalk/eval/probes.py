@@ -48,8 +48,9 @@ Self-driven mouth (splits a weak ``cross_mouth_r`` into drawing and transfer): e
 clip also drives itself, from its own first frame.
 
 - ``self_mouth_r`` and ``self_mouth_coef``: Pearson r and slope of that output's opening on the
-  true opening, within each clip (each clip's mean removed).  Low here too = the generator does not draw the mouth it is given; high here but
-  low across speakers = α_m does not carry over to another identity.
+  true opening, within each clip (each clip's mean removed).  Low here too = the generator does
+  not draw the mouth it is given; high here but low across speakers = α_m does not carry over to
+  another identity.
 - ``self_mouth_coef_closed`` and ``self_mouth_coef_open``: the same slope with the clip's most
   closed / most open frame as the source.  A warping generator closes a mouth by moving pixels but
   must draw the inside of an open one, so closed ≪ open says it copies and cannot draw.
