@@ -88,6 +88,30 @@ def test_running_fea_center_exposes_an_offset_and_keeps_its_mean(synth_tree, tmp
         get_stage("stage1")(bad, torch.device("cpu")).consistency(cross, own1, "m")
 
 
+def test_fea_center_from_keeps_the_plain_term_until_its_step_and_warms_the_mean(synth_tree, tmp_path):
+    import torch
+
+    from edtalk.train.stage import get_stage
+
+    def stage_with(*overrides):
+        cfg = load_train_config(str(TINY1), [f"data.root={synth_tree}", f"run.dir={tmp_path}", *overrides])
+        return get_stage("stage1")(cfg, torch.device("cpu"))
+
+    torch.manual_seed(0)
+    offset = 100.0 * torch.randn(1, 8)
+    own, cross = offset + torch.randn(4, 8), offset + torch.randn(4, 8)
+    plain = float(stage_with("loss.fea_center=false").consistency(cross, own, "m"))
+    late = stage_with("loss.fea_center=running", "loss.fea_center_from=10", "loss.fea_center_momentum=0.5")
+    assert float(late.consistency(cross, own, "m", step=9)) == plain         # before its step: the plain term
+    assert torch.allclose(late.center_state["fea_mean_m"], own.mean(0, keepdim=True))  # but the mean is kept
+    centred = stage_with("loss.fea_center=running", "loss.fea_center_momentum=0.5")
+    centred.consistency(cross, own, "m")
+    assert float(late.consistency(cross, own, "m", step=10)) == float(centred.consistency(cross, own, "m"))
+    assert float(late.consistency(cross, own, "m", step=10)) > plain + 1.0
+    with pytest.raises(EDTalkError, match="fea_center_from"):
+        stage_with("loss.fea_center=running", "loss.fea_center_from=-1").consistency(cross, own, "m", step=0)
+
+
 def test_running_center_resume_is_exact_and_image_halves_sum_doubles(synth_tree, tmp_path):
     import torch
 

@@ -17,12 +17,15 @@ source a_b (a with b's mouth pasted in), motion of a, target a — everything bu
 copied from the source, so the whole loss is about rendering the mouth that d_m asks for;
 `loss.fea_center` (default false): the fea terms on deviations from the batch's mean self latent
 (true / batch), or from a running mean of the self latents over steps (running, momentum
-`loss.fea_center_momentum`, all-reduced over ranks, checkpointed); `loss.image_halves: sum`
+`loss.fea_center_momentum`, all-reduced over ranks, checkpointed), from step
+`loss.fea_center_from` on (default 0; centring from the first step starves the mouth weights); `loss.image_halves: sum`
 counts the image terms as the official trainer does, a's plus b's (2x our mean over [a; b]).
 D: real [a,b] vs fake [cross a, cross b].  All of G learns (E, dec, fc, heads, W26 through QR); `train.freeze:
 [gen.enc, gen.dec]` freezes E/dec.
 """
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 from omegaconf import OmegaConf
@@ -38,6 +41,7 @@ STAGE1_DEFAULTS = OmegaConf.to_container(OmegaConf.merge(
     OmegaConf.create(GENERATOR_DEFAULTS),
     {"loss": {"rec": 1.0, "cross": 1.0, "fea_m": 1.0, "fea_p": 1.0, "fea_reduction": "sum",
               "mouth": 0.0, "repair": 0.0, "fea_center": False, "fea_center_momentum": 0.99,
+              "fea_center_from": 0,
               "image_halves": "mean"}}))
 
 FEA_CENTER_MODES = {"false": None, "none": None, "true": "batch", "batch": "batch", "running": "running"}
@@ -93,7 +97,7 @@ class Stage1(GeneratorStage):
             adv = self.adversarial_loss(torch.cat([f["self"], f["cross"]]))
             terms.update(adv)
             for name in ("m", "p"):
-                fea = self.consistency(f[f"{name}_cross"], f[f"{name}_self"], name)
+                fea = self.consistency(f[f"{name}_cross"], f[f"{name}_self"], name, step=ctx.step)
                 terms[f"fea_{name}"] = fea * scalar(float(loss[f"fea_{name}"]), fea)
             for extra in [*adv.values(), terms["fea_m"], terms["fea_p"]]:
                 total = total + extra
@@ -101,11 +105,14 @@ class Stage1(GeneratorStage):
         logs.update(self.discriminator_step(ctx, target, f["cross"]))
         return logs
 
-    def consistency(self, cross: torch.Tensor, own: torch.Tensor, name: str = "m") -> torch.Tensor:
+    def consistency(self, cross: torch.Tensor, own: torch.Tensor, name: str = "m",
+                    step: Optional[int] = None) -> torch.Tensor:
         """The fea term for a then b (each half summed, or averaged with fea_reduction=mean).
 
         A sum is over the *global* batch: each rank's sum is scaled by the number of processes,
         because the trainer averages gradients over ranks (so any process count trains alike).
+        With `loss.fea_center`, the latents are centred from step `loss.fea_center_from` on (None:
+        always); a running mean is kept from the first step, so it is warm when centring starts.
         """
         red = str(self.cfg.loss.fea_reduction)
         cross, own = cross.float(), own.float()
@@ -114,7 +121,8 @@ class Stage1(GeneratorStage):
             # cos of deviations from the mean self latent: a shared offset in every α makes the
             # plain term sit at its minimum whatever the crosses carry (not in the spec)
             mean = own.mean(0, keepdim=True) if center == "batch" else self.running_center(name, own)
-            cross, own = cross - mean, own - mean
+            if step is None or step >= self.fea_center_from():
+                cross, own = cross - mean, own - mean
         halves = zip(cross.chunk(2), own.chunk(2))
         total = sum(feature_consistency_loss(c, o, red) for c, o in halves)
         return total * self.world_size if red == "sum" else total
@@ -124,6 +132,12 @@ class Stage1(GeneratorStage):
         if mode not in FEA_CENTER_MODES:
             raise EDTalkError(f"loss.fea_center must be false, batch (true) or running, got {self.cfg.loss.fea_center!r}")
         return FEA_CENTER_MODES[mode]
+
+    def fea_center_from(self) -> int:
+        start = self.cfg.loss.fea_center_from
+        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+            raise EDTalkError(f"loss.fea_center_from must be a step number >= 0, got {start!r}")
+        return start
 
     def image_halves_factor(self) -> float:
         mode = str(self.cfg.loss.image_halves)
