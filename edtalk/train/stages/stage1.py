@@ -18,8 +18,9 @@ copied from the source, so the whole loss is about rendering the mouth that d_m 
 `loss.fea_center` (default false): the fea terms on deviations from the batch's mean self latent
 (true / batch), or from a running mean of the self latents over steps (running, momentum
 `loss.fea_center_momentum`, all-reduced over ranks, checkpointed), from step
-`loss.fea_center_from` on (default 0; centring from the first step starves the mouth weights); `loss.image_halves: sum`
-counts the image terms as the official trainer does, a's plus b's (2x our mean over [a; b]).
+`loss.fea_center_from` on (default 0; a short A/B lost mouth-opening R² when centring from the
+start, docs/training/stage1_ab.md); `loss.image_halves: sum` counts the image terms as the
+official trainer does, a's plus b's (2x our mean over [a; b]).
 D: real [a,b] vs fake [cross a, cross b].  All of G learns (E, dec, fc, heads, W26 through QR); `train.freeze:
 [gen.enc, gen.dec]` freezes E/dec.
 """
