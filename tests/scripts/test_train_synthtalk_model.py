@@ -297,3 +297,16 @@ def test_bad_input_is_one_error_line(trained):
     assert "stage 1 starts from stage 0's export" in line
     assert "R² is at most 1" in one_error_line(tiny(trained["work"], "--gate-threshold", 2))
     assert "--max-minutes" in one_error_line(tiny(trained["work"], "--max-minutes", -1))
+
+
+def test_probe_table_judges_ceiling_targets_by_their_fraction(recipe_script):
+    stages = {"stage1": {"before": {"mouth_open_r2": 0.1, "yaw_r2": 0.2},
+                         "after": {"mouth_open_r2": 0.76, "mouth_open_frac": 0.88, "yaw_r2": 0.5, "yaw_frac": 0.81,
+                                   "roll_r2": 0.79}},  # roll: no ceiling fraction, so no verdict
+              "stage2_bases": {"bases_bit_identical": True, "mouth_pose_r2_unchanged": False}}
+    rows = {line.split(" | ")[1]: line for line in recipe_script.markdown_table(stages).splitlines()
+            if line.startswith("| stage")}
+    assert rows["α_m → mouth opening R²"].endswith("| 0.760 (0.880 of ceiling) | ≥ 0.9× ceiling | no |")
+    assert rows["α_p → yaw R²"].endswith("| 0.500 (0.810 of ceiling) | ≥ 0.8× ceiling | yes |")  # a low R², a low ceiling
+    assert rows["α_p → roll R²"].endswith("| ≥ 0.8× ceiling |  |")
+    assert rows["stage 2 leaves the mouth and pose R² unchanged"].endswith("| False | yes | no |")
