@@ -28,7 +28,8 @@ Phases, in this order (docs/training/recipe.md has the details):
   audio2exp  audio/text-to-expression (synthetic transcripts)                                 WORK/runs/audio2exp
   presets    mean α_e per emotion of the train split (edtalk make-presets)                    WORK/presets
   collect    OUT/ in the layout `edtalk generate --checkpoint-dir OUT` reads
-  probe      every stage measured on the held-out speakers next to its untrained/initial state
+  probe      every stage measured on the held-out speakers next to its untrained/initial state; the
+             full model's cross-driving read again by the tree's own factor net (the ceiling's)
                                                                     OUT/probe.json, OUT/probe.md, WORK/probe/
 
 The generator stages (0, 1, 2) run with train.probe_every: each run records its own held-out probe
@@ -651,6 +652,33 @@ def presets_probe(chain: Chain) -> dict:
             if norm2 > 0 and float(out_diff @ out_diff) > 0 else None}
 
 
+def tree_reader_dir(chain: Chain) -> Path:
+    """The factor net the ceiling phase trained on this tree's train split."""
+    return chain.work / "ceiling" / "run" / "export" / "synthtalk_factor_net"
+
+
+def tree_reader_probe(chain: Chain) -> dict:
+    """Cross-driving of the full model read by the tree's own factor net, beside the trainer probe's shipped
+    one: a reader trained on another tree can see less pose than a target asks (compare `reader_pose_coef`)."""
+    import torch
+
+    from edtalk import EDTalk
+    from edtalk.eval.probes import FactorReader, cross_driving_probe
+
+    net = tree_reader_dir(chain)
+    if not net.is_dir():
+        raise EDTalkError(f"no factor net of this tree at {net} (the ceiling phase trains it)")
+    data = probe_data(chain)
+    speakers = len(set(data.speakers))
+    if speakers < 3:  # as the trainer's probe: a small split is not an error
+        return {"reader": str(net), "left_out": f"the test split has {speakers} speaker(s), cross-driving needs 3"}
+    model = EDTalk.from_pretrained(chain.export("stage2") / "model").eval()
+    p = chain.probe_settings()
+    with torch.no_grad():
+        values = cross_driving_probe(model, data, FactorReader.load(net), int(p["probe.triples"]), int(p["probe.frames"]))
+    return {"reader": str(net), **{k: finite(v) for k, v in values.items()}}
+
+
 def untrained_like(run: Path, build: Callable):
     """A run's architecture with random weights, seeded like the run."""
     import torch
@@ -897,6 +925,12 @@ TABLE_ROWS = (
     ("stage2", "self_mouth_coef_closed", "self-driven from the most closed frame: mouth slope", "", None),
     ("stage2", "self_mouth_coef_open", "self-driven from the most open frame: mouth slope", "", None),
     ("stage2", "reader_mouth_coef", "the reader's slope on true frames (bound of the slopes)", "", None),
+    ("stage2", "reader_pose_coef", "the reader's pose coefficient on true frames (its bound)", "", None),
+    ("tree_reader", "cross_mouth_r", "cross-driving, the tree's own reader: mouth r", "≥ 0.8", lambda v: v >= 0.8),
+    ("tree_reader", "cross_pose_coef", "cross-driving, the tree's own reader: pose coefficient", "≥ 0.7",
+     lambda v: v >= 0.7),
+    ("tree_reader", "cross_leak", "cross-driving, the tree's own reader: leak ratio", "≤ 0.2", lambda v: abs(v) <= 0.2),
+    ("tree_reader", "reader_pose_coef", "the tree's reader: pose coefficient on true frames (its bound)", "", None),
     ("stage2_bases", "mouth_pose_r2_unchanged", "stage 2 leaves the mouth and pose R² unchanged", "yes",
      lambda v: v is True),
     ("presets", "happy_sad_ratio", "presets: happy − sad, share of the data's", "≥ 0.5", lambda v: v >= 0.5),
@@ -967,10 +1001,12 @@ def run_probes(chain: Chain) -> None:
     probes.update({
         "gate": lambda: json.loads(chain.gate_file.read_text()),
         "stage2_bases": lambda: probe_stage2_bases(chain), "presets": lambda: presets_probe(chain),
+        "tree_reader": lambda: tree_reader_probe(chain),
         "syncnet": lambda: probe_syncnet(chain), "audio2lip": lambda: probe_audio2lip(chain),
         "pose_flow": lambda: probe_pose_flow(chain), "audio2exp": lambda: probe_audio2exp(chain)})
-    if "gate" in chain.skip:
-        del probes["gate"]
+    for skipped, probe_name in (("gate", "gate"), ("ceiling", "tree_reader")):  # nothing to read them from
+        if skipped in chain.skip:
+            del probes[probe_name]
     numbers: Dict[str, dict] = {}
     for stage, probe in probes.items():
         try:

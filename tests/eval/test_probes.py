@@ -247,6 +247,7 @@ def test_cross_driving_probe_pairs_outputs_with_the_right_driver(data):
     # self-driven, both renders show the lip clip itself: drawn fully, and the planted reader reads exactly
     assert follows_lip["self_mouth_r"] == pytest.approx(1.0) and follows_lip["self_mouth_coef"] == pytest.approx(1.0)
     assert follows_lip["reader_mouth_coef"] == pytest.approx(1.0)
+    assert follows_lip["reader_pose_coef"] == pytest.approx(1.0)  # the planted reader reads pose exactly
     assert "self_mouth_r" not in probes.cross_driving_probe(model, data, reader, triples=6, frames=12,
                                                             render=show_lip_driver, self_driven=False)
 
@@ -265,9 +266,9 @@ def test_self_driving_probe_tells_a_faint_mouth_from_a_missing_one(data):
     faint_reader = faint(reader)
     calls = []
 
-    def read_self_faint(images):  # per triple: cross, then self from first / closed / open, then the truth
+    def read_self_faint(images):  # per triple: cross, self from first / closed / open, the lip and pose truth
         calls.append(len(images))
-        return faint_reader(images) if len(calls) % 5 in (2, 3, 4) else reader(images)
+        return faint_reader(images) if len(calls) % 6 in (2, 3, 4) else reader(images)
 
     v = probes.cross_driving_probe(model, data, read_self_faint, triples=4, frames=12,
                                    render=lambda m, s, lip, pose: lip)
@@ -435,3 +436,20 @@ def test_training_probe_finds_the_trees_own_ceiling(tmp_path):
     (root / "ceiling.json").write_text("[]")
     with pytest.raises(InputError, match="JSON object"):
         probes.TrainingProbe(root, cross=False)
+
+
+def test_reader_pose_coef_is_the_readers_own_bound(data):
+    """A reader that sees half of every pose movement caps cross_pose_coef at 0.5, even for a renderer
+    that shows the pose driver itself, and reader_pose_coef says so."""
+    model, reader = tiny_model(), planted_reader(data)
+
+    def half_pose(images):
+        out = reader(images)
+        return {**out, "pose": out["pose"] * 0.5}
+
+    v = probes.cross_driving_probe(model, data, half_pose, triples=6, frames=12, render=lambda m, s, lip, pose: pose)
+    assert v["cross_pose_coef"] == pytest.approx(0.5) and v["reader_pose_coef"] == pytest.approx(0.5)
+    ignores_pose = probes.cross_driving_probe(model, data, half_pose, triples=6, frames=12,
+                                              render=lambda m, s, lip, pose: lip)  # the bound is the reader's alone
+    assert ignores_pose["cross_pose_coef"] == pytest.approx(0.0, abs=1e-9)
+    assert ignores_pose["reader_pose_coef"] == pytest.approx(0.5)

@@ -229,6 +229,9 @@ def test_output_folder_holds_every_model_file_and_the_probe_table(trained):
     assert set(probe["audio2lip"]["mouth_open_probe_r2"]) == {"trained", "untrained", "targets"}
     assert math.isfinite(probe["pose_flow"]["nll_trained"]) and probe["audio2exp"]["chance"] == 0.125
     assert not any("error" in v for v in probe.values() if isinstance(v, dict)), probe
+    tree_reader = probe["tree_reader"]  # the full model's cross-driving, read by the ceiling phase's net
+    assert tree_reader["reader"] == str(work / "ceiling" / "run" / "export" / "synthtalk_factor_net")
+    assert "1 speaker(s)" in tree_reader["left_out"]  # the tiny tree holds out one speaker
     table = (out / "probe.md").read_text()
     assert "| gate | wa → expression, mean R² |" in table and "| stage1 | α_m → mouth opening R² |" in table
     for png in ("stage0_curves.png", "stage1_curves.png", "stage2_curves.png", "pose_velocity_spectrum.png"):
@@ -310,3 +313,30 @@ def test_probe_table_judges_ceiling_targets_by_their_fraction(recipe_script):
     assert rows["α_p → yaw R²"].endswith("| 0.500 (0.810 of ceiling) | ≥ 0.8× ceiling | yes |")  # a low R², a low ceiling
     assert rows["α_p → roll R²"].endswith("| ≥ 0.8× ceiling |  |")
     assert rows["stage 2 leaves the mouth and pose R² unchanged"].endswith("| False | yes | no |")
+
+
+def test_tree_reader_probe_reads_the_full_model_with_the_trees_own_net(trained, recipe_script, monkeypatch):
+    """The probe phase's second reading of cross-driving: the full model, the ceiling phase's factor net.
+    The tiny tree holds out one speaker, so its clips are relabelled as three speakers here."""
+    import dataclasses
+
+    work = trained["work"]
+    chain = recipe_script.Chain("tiny", work, trained["out"], 2, "16", 1, {}, "cpu", 1, {}, 0)
+    data = recipe_script.probe_data(chain)
+    three = dataclasses.replace(data, speakers=[f"s{i % 3}" for i in range(len(data.names))])
+    monkeypatch.setattr(recipe_script, "probe_data", lambda chain: three)
+    values = recipe_script.tree_reader_probe(chain)
+    net = work / "ceiling" / "run" / "export" / "synthtalk_factor_net"
+    assert values["reader"] == str(net)
+    assert -1 <= values["cross_mouth_r"] <= 1 and values["cross_mouth_r"] != 0
+
+    from edtalk import EDTalk
+    from edtalk.eval.probes import FactorReader, cross_driving_probe
+
+    model = EDTalk.from_pretrained(trained["out"] / "EDTalk")
+
+    def bound(reader):  # the reader on the pose drivers' true frames (the renders do not enter it)
+        return cross_driving_probe(model, three, reader, 8, 16, render=lambda *a: a[3])["reader_pose_coef"]
+
+    assert values["reader_pose_coef"] == pytest.approx(bound(FactorReader.load(net)), abs=1e-6)
+    assert values["reader_pose_coef"] != pytest.approx(bound(FactorReader.load(None)), abs=1e-3)  # not the shipped net
