@@ -140,7 +140,7 @@ PRESETS = {
         "the held-out proof run the disentanglement targets are measured on: a fresh seed, 64 speakers (16 held out), "
         "48-frame clips with wide pose and changing expression, stage-1 sources from other clips half the time",
         "", speakers=64, frames="48", seed=17, synth=WIDE_SYNTH_ARGS,
-        steps={"stage0": 8000, "stage1": 5000, "stage2": 3000, "syncnet": 3000, "audio2lip": 2000,
+        steps={"stage0": 8000, "stage1": 6000, "stage2": 3000, "syncnet": 3000, "audio2lip": 2000,
                "pose_flow": 600, "audio2exp": 4000},
         overrides={"stage1": ("data.cross_clip_rate=0.5",)},
         probe_every=500, probe=("probe.max_clips=48", "probe.frames=32", "probe.triples=32"),
@@ -148,7 +148,7 @@ PRESETS = {
     "full": Preset(
         "the bundled model (checkpoints/synthtalk): the proof's recipe on the bundled tree's seed",
         "", speakers=64, frames="48", seed=1, synth=WIDE_SYNTH_ARGS,
-        steps={"stage0": 8000, "stage1": 5000, "stage2": 3000, "syncnet": 3000, "audio2lip": 2000,
+        steps={"stage0": 8000, "stage1": 6000, "stage2": 3000, "syncnet": 3000, "audio2lip": 2000,
                "pose_flow": 600, "audio2exp": 4000},
         overrides={"stage1": ("data.cross_clip_rate=0.5",)},
         probe_every=1000, probe=("probe.max_clips=24", "probe.frames=32", "probe.triples=24"),
@@ -252,6 +252,8 @@ def stage_export(chain: Chain, stage: str) -> Optional[Path]:
     """The file each stage's export writes last, once its run has reached the chain's step count."""
     if stage in GENERATOR_STAGES:
         path = latest_export_checkpoint(chain, stage)
+        if path is not None and path.stem.isdigit() and int(path.stem) < chain.steps[stage]:
+            return None  # exported at fewer steps (a run killed after its last checkpoint, or trained longer now)
     else:
         last_written = {"syncnet": "model/config.json", "audio2lip": "Audio2Lip.pt",
                         "pose_flow": "pose_flow/config.json", "audio2exp": "audio2exp/config.json"}[stage]

@@ -340,3 +340,17 @@ def test_tree_reader_probe_reads_the_full_model_with_the_trees_own_net(trained, 
 
     assert values["reader_pose_coef"] == pytest.approx(bound(FactorReader.load(net)), abs=1e-6)
     assert values["reader_pose_coef"] != pytest.approx(bound(FactorReader.load(None)), abs=1e-3)  # not the shipped net
+
+
+def test_a_generator_stage_is_done_only_when_its_export_reached_the_step_count(recipe_script, tmp_path):
+    """Checkpoints at the step count do not make a stage done while its export is older: the run was
+    killed between its last checkpoint and its export, or the preset now trains it longer."""
+    chain = recipe_script.Chain("tiny", tmp_path, tmp_path / "model", 2, "16", 1, {"stage1": 16}, "cpu", 1, {}, 0)
+    run = chain.run_dir("stage1")
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "export").mkdir()
+    (run / "checkpoints" / "step_00000016.pt").write_bytes(b"")
+    (run / "export" / "000012.pt").write_bytes(b"")
+    assert recipe_script.stage_export(chain, "stage1") is None
+    (run / "export" / "000016.pt").write_bytes(b"")
+    assert recipe_script.stage_export(chain, "stage1") == run / "export" / "000016.pt"
