@@ -665,15 +665,16 @@ def tree_reader_probe(chain: Chain) -> dict:
     import torch
 
     from edtalk import EDTalk
-    from edtalk.eval.probes import FactorReader, cross_driving_probe
+    from edtalk.eval.probes import CROSS_SPEAKERS, FactorReader, cross_driving_probe
 
     net = tree_reader_dir(chain)
     if not net.is_dir():
         raise EDTalkError(f"no factor net of this tree at {net} (the ceiling phase trains it)")
     data = probe_data(chain)
     speakers = len(set(data.speakers))
-    if speakers < 3:  # as the trainer's probe: a small split is not an error
-        return {"reader": str(net), "left_out": f"the test split has {speakers} speaker(s), cross-driving needs 3"}
+    if speakers < CROSS_SPEAKERS:  # as the trainer's probe: a small split is not an error
+        return {"reader": str(net),
+                "left_out": f"the test split has {speakers} speaker(s), cross-driving needs {CROSS_SPEAKERS}"}
     model = EDTalk.from_pretrained(chain.export("stage2") / "model").eval()
     p = chain.probe_settings()
     with torch.no_grad():

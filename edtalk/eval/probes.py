@@ -366,14 +366,18 @@ def weight_probes(features: Mapping[str, np.ndarray], truth: Mapping[str, np.nda
 # --------------------------------------------------------------------------- cross-driving probe
 
 
+CROSS_SPEAKERS = 3  # identity, lip and pose each from a different speaker
+
+
 def choose_triples(speakers: Sequence[str], count: int, seed: int = 0) -> List[Tuple[int, int, int]]:
     """`count` seeded (identity, lip, pose) clip indices, the three from three different speakers."""
     by_speaker: Dict[str, List[int]] = {}
     for i, s in enumerate(speakers):
         by_speaker.setdefault(s, []).append(i)
     keys = sorted(by_speaker)
-    if len(keys) < 3:
-        raise InputError(f"cross-driving needs clips of 3 different speakers, the probe clips have {len(keys)}")
+    if len(keys) < CROSS_SPEAKERS:
+        raise InputError(f"cross-driving needs clips of {CROSS_SPEAKERS} different speakers, "
+                         f"the probe clips have {len(keys)}")
     rng = np.random.default_rng(seed)
     triples = []
     for _ in range(int(count)):
@@ -657,8 +661,9 @@ class TrainingProbe:
         self.truth, self.groups = self.data.stacked_truth()
         self.reader = None
         speakers = len(set(self.data.speakers))
-        if cross and speakers < 3:  # too small a split must not stop a training run
-            warnings.warn(f"probe: cross-driving left out, the {split} split has {speakers} speaker(s), it needs 3")
+        if cross and speakers < CROSS_SPEAKERS:  # too small a split must not stop a training run
+            warnings.warn(f"probe: cross-driving left out, the {split} split has {speakers} speaker(s), "
+                          f"it needs {CROSS_SPEAKERS}")
         elif cross:
             self.reader = _make_reader(factor_net)
 
