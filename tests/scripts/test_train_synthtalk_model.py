@@ -354,3 +354,27 @@ def test_a_generator_stage_is_done_only_when_its_export_reached_the_step_count(r
     assert recipe_script.stage_export(chain, "stage1") is None
     (run / "export" / "000016.pt").write_bytes(b"")
     assert recipe_script.stage_export(chain, "stage1") == run / "export" / "000016.pt"
+
+
+def test_a_run_probed_with_other_settings_is_measured_again_from_its_start_state(trained, recipe_script, monkeypatch):
+    """The probe phase reads a generator run's probes.jsonl only when the run recorded it with the chain's
+    probe.* settings. Otherwise it measures the run's start state (rebuilt from its dumped config, seeded
+    as the trainer seeds it) and its export again. Rebuilt with the same settings, the two readings are the
+    run's own first and last records."""
+    chain = recipe_script.Chain("tiny", trained["work"], trained["out"], 2, "16", 1, {}, "cpu", 1, {}, 0)
+    first, last = records(chain.run_dir("stage1"))[0], records(chain.run_dir("stage1"))[-1]
+    again = recipe_script.reprobe_generator(chain, "stage1")
+    assert again["steps"] == [0, last["step"]]
+    for key in ("mouth_open_r2", "yaw_r2", "roll_r2", "tx_r2", "leak_mouth"):
+        assert again["before"][key] == pytest.approx(first[f"probe/{key}"], abs=1e-6), key
+        assert again["after"][key] == pytest.approx(last[f"probe/{key}"], abs=1e-6), key
+    assert again["before"]["mouth_open_r2"] != pytest.approx(again["after"]["mouth_open_r2"], abs=1e-6)
+
+    called = []
+    monkeypatch.setattr(recipe_script, "reprobe_generator", lambda c, s: called.append(s) or {"steps": [0, 1]})
+    assert "note" not in recipe_script.generator_probe(chain, "stage1") and called == []
+    settings = {**chain.probe_settings(), "probe.max_clips": "12"}
+    monkeypatch.setattr(recipe_script.Chain, "probe_settings", lambda self: settings)
+    found = recipe_script.generator_probe(chain, "stage1")
+    assert called == ["stage1"] and "'probe.max_clips': '12'" in found["note"]
+    assert f"- stage1: {found['note']}" in recipe_script.markdown_table({"stage1": found})
