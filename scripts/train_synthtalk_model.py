@@ -788,8 +788,49 @@ def probe_audio2lip(chain: Chain) -> dict:
     a2l = Audio2Lip.from_official(chain.export("audio2lip") / "Audio2Lip.pt").eval()
     base = untrained_like(chain.run_dir("audio2lip"),
                           lambda cfg: Audio2Lip(Audio2LipConfig(channels=tuple(cfg.model.audio_channels)))).eval()
+    speech = lambda model: lambda n: model(torch.from_numpy(clip_mels(chain.tree, n))[:, None])  # noqa: E731
+    rendered = {name: rendered_mouth(chain, alphas) for name, alphas in (
+        ("trained", speech(a2l)), ("untrained", speech(base)),
+        ("targets", lambda n: torch.from_numpy(load_motion(chain.tree, n, "mouth"))))}
     return {"mouth_open_probe_r2": {"trained": r2(lambda n: predicted(a2l, n)),
-                                    "untrained": r2(lambda n: predicted(base, n)), "targets": r2(cached)}}
+                                    "untrained": r2(lambda n: predicted(base, n)), "targets": r2(cached)},
+            "rendered_mouth": {"reader": str(mouth_reader_dir(chain) or "shipped factor net"), **rendered}}
+
+
+def mouth_reader_dir(chain: Chain) -> Optional[Path]:
+    """The tree's own factor net when the ceiling phase trained one (None: the shipped net reads)."""
+    net = tree_reader_dir(chain)
+    return net if net.is_dir() else None
+
+
+def rendered_mouth(chain: Chain, alphas: Callable) -> dict:
+    """The mouth as a user sees it: each held-out probe clip's first frame as the identity, mouth weights
+    `alphas(name)` [T,20], the clip's own cached α_p; the stage-1 generator renders, a factor net reads
+    the mouth opening (the tree's own, else the shipped one). Pearson r and regression coefficient of
+    the read opening on the true one, each clip centred."""
+    import numpy as np
+    import torch
+
+    from edtalk.eval.probes import FactorReader
+    from edtalk.train.motion import load_generator, load_motion
+
+    reader = FactorReader.load(mouth_reader_dir(chain))
+    gen = load_generator(chain.export("stage1") / "model").eval()
+    data = probe_data(chain)
+    read, true = [], []
+    for i, name in enumerate(data.names):
+        with torch.no_grad():
+            mouth, pose = alphas(name).float(), torch.from_numpy(load_motion(chain.tree, name, "pose")).float()
+            truth = data.truth[i]["mouth"][:, 0]
+            k = min(len(mouth), len(pose), len(truth))
+            wa, feats = gen.encode(data.images(i, gen.config.size)[:1])
+            frames = gen.render(wa.expand(k, -1), [f.expand(k, -1, -1, -1) for f in feats], mouth=mouth[:k],
+                                pose=pose[:k])
+        opening = reader(frames.clamp(-1, 1))["mouth"][:, 0]
+        read.append(opening - opening.mean())
+        true.append(truth[:k] - truth[:k].mean())
+    x, y = np.concatenate(read), np.concatenate(true)
+    return {"r": finite(np.corrcoef(x, y)[0, 1]), "coef": finite((x * y).sum() / (y * y).sum())}
 
 
 def _velocity_spectrum(seqs):
@@ -981,6 +1022,8 @@ TABLE_ROWS = (
     ("presets", "happy_sad_ratio", "presets: happy − sad, share of the data's", "≥ 0.5", lambda v: v >= 0.5),
     ("syncnet", "preferred", "SyncNet: in sync > ±5 shift", "≥ 0.9", lambda v: v >= 0.9),
     ("audio2lip", "mouth_open_probe_r2", "audio-to-lip: mouth-open probe R²", "≥ 0.7", lambda v: v >= 0.7),
+    ("audio2lip", "rendered_mouth.r", "audio-to-lip: rendered mouth opening r (speech → frames → factor net)", "",
+     None),
     ("pose_flow", "nll_trained", "pose flow: held-out NLL per frame", "< untrained", None),
     ("audio2exp", "acc_audio_trained", "audio2exp: emotion accuracy, audio", "≥ 0.8", lambda v: v >= 0.8),
     ("audio2exp", "acc_text_trained", "audio2exp: emotion accuracy, text", "≥ 0.8", lambda v: v >= 0.8),
@@ -995,8 +1038,11 @@ def table_values(stage: str, key: str, numbers: dict) -> Tuple[Optional[float], 
     if stage == "syncnet":
         return numbers.get("untrained"), numbers.get("preferred")
     if stage == "audio2lip":
-        r2 = numbers.get(key) or {}
-        return r2.get("untrained"), r2.get("trained")
+        group, _, field_name = key.partition(".")
+        values = numbers.get(group) or {}
+        if field_name:  # rendered_mouth.r: {"trained": {"r": …}, "untrained": {"r": …}}
+            return ((values.get("untrained") or {}).get(field_name), (values.get("trained") or {}).get(field_name))
+        return values.get("untrained"), values.get("trained")
     if key.endswith("_trained"):
         return numbers.get(key[: -len("_trained")] + "_untrained"), numbers.get(key)
     return None, numbers.get(key)

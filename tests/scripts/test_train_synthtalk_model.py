@@ -378,3 +378,45 @@ def test_a_run_probed_with_other_settings_is_measured_again_from_its_start_state
     found = recipe_script.generator_probe(chain, "stage1")
     assert called == ["stage1"] and "'probe.max_clips': '12'" in found["note"]
     assert f"- stage1: {found['note']}" in recipe_script.markdown_table({"stage1": found})
+
+
+def test_audio2lip_probe_renders_the_speech_driven_mouth_and_reads_it_with_the_trees_net(trained, recipe_script,
+                                                                                          monkeypatch):
+    """rendered_mouth: the stage-1 generator renders each held-out clip from its first frame with the given
+    mouth weights and the clip's cached α_p; the tree's factor net reads the opening; r is against the truth."""
+    import numpy as np
+    import torch
+
+    chain = recipe_script.Chain("tiny", trained["work"], trained["out"], 2, "16", 1, {}, "cpu", 1, {}, 0)
+    found = recipe_script.probe_audio2lip(chain)["rendered_mouth"]
+    assert found["reader"] == str(trained["work"] / "ceiling" / "run" / "export" / "synthtalk_factor_net")
+    assert all(-1 <= found[k]["r"] <= 1 for k in ("trained", "untrained", "targets"))
+    assert found["trained"]["r"] != found["untrained"]["r"]
+
+    from edtalk.eval.probes import FactorReader
+    from edtalk.train.motion import load_motion
+
+    seen = []
+
+    class OpeningIsTheMouthWeight(FactorReader):  # reads back the first mouth weight the frames were made with
+        def __init__(self):
+            pass
+
+        def __call__(self, images):
+            return {"mouth": seen.pop(0)[:len(images), :1].numpy()}
+
+    monkeypatch.setattr(FactorReader, "load", classmethod(lambda cls, path=None: OpeningIsTheMouthWeight()))
+    data = recipe_script.probe_data(chain)
+    truth = {n: data.truth[i]["mouth"][:, :1] for i, n in enumerate(data.names)}
+
+    def alphas(name):  # mouth weights whose first column is the true opening: r must be 1, coef 1
+        a = torch.from_numpy(load_motion(chain.tree, name, "mouth")).float().clone()
+        k = min(len(a), len(truth[name]))
+        a = a[:k]
+        a[:, :1] = torch.from_numpy(truth[name][:k])
+        seen.append(a)
+        return a
+
+    exact = recipe_script.rendered_mouth(chain, alphas)
+    assert exact["r"] == pytest.approx(1.0, abs=1e-6) and exact["coef"] == pytest.approx(1.0, abs=1e-5)
+    assert not np.isnan(exact["r"])
