@@ -789,9 +789,8 @@ def probe_audio2lip(chain: Chain) -> dict:
     base = untrained_like(chain.run_dir("audio2lip"),
                           lambda cfg: Audio2Lip(Audio2LipConfig(channels=tuple(cfg.model.audio_channels)))).eval()
     speech = lambda model: lambda n: model(torch.from_numpy(clip_mels(chain.tree, n))[:, None])  # noqa: E731
-    rendered = {name: rendered_mouth(chain, alphas) for name, alphas in (
-        ("trained", speech(a2l)), ("untrained", speech(base)),
-        ("targets", lambda n: torch.from_numpy(load_motion(chain.tree, n, "mouth"))))}
+    rendered = rendered_mouth(chain, {"trained": speech(a2l), "untrained": speech(base),
+                                      "targets": lambda n: torch.from_numpy(load_motion(chain.tree, n, "mouth"))})
     return {"mouth_open_probe_r2": {"trained": r2(lambda n: predicted(a2l, n)),
                                     "untrained": r2(lambda n: predicted(base, n)), "targets": r2(cached)},
             "rendered_mouth": {"reader": str(mouth_reader_dir(chain) or "shipped factor net"), **rendered}}
@@ -803,11 +802,11 @@ def mouth_reader_dir(chain: Chain) -> Optional[Path]:
     return net if net.is_dir() else None
 
 
-def rendered_mouth(chain: Chain, alphas: Callable) -> dict:
-    """The mouth as a user sees it: each held-out probe clip's first frame as the identity, mouth weights
-    `alphas(name)` [T,20], the clip's own cached α_p; the stage-1 generator renders, a factor net reads
-    the mouth opening (the tree's own, else the shipped one). Pearson r and regression coefficient of
-    the read opening on the true one, each clip centred."""
+def rendered_mouth(chain: Chain, drivers: Dict[str, Callable]) -> Dict[str, dict]:
+    """The mouth as a user sees it, per driver: each held-out probe clip's first frame as the identity,
+    mouth weights `driver(name)` [T,20], the clip's own cached α_p; the stage-1 generator renders, a
+    factor net reads the mouth opening (the tree's own, else the shipped one). {driver: {r, coef}}: Pearson
+    r and regression coefficient of the read opening on the true one, each clip centred."""
     import numpy as np
     import torch
 
@@ -817,20 +816,23 @@ def rendered_mouth(chain: Chain, alphas: Callable) -> dict:
     reader = FactorReader.load(mouth_reader_dir(chain))
     gen = load_generator(chain.export("stage1") / "model").eval()
     data = probe_data(chain)
-    read, true = [], []
-    for i, name in enumerate(data.names):
-        with torch.no_grad():
-            mouth, pose = alphas(name).float(), torch.from_numpy(load_motion(chain.tree, name, "pose")).float()
-            truth = data.truth[i]["mouth"][:, 0]
-            k = min(len(mouth), len(pose), len(truth))
-            wa, feats = gen.encode(data.images(i, gen.config.size)[:1])
-            frames = gen.render(wa.expand(k, -1), [f.expand(k, -1, -1, -1) for f in feats], mouth=mouth[:k],
-                                pose=pose[:k])
-        opening = reader(frames.clamp(-1, 1))["mouth"][:, 0]
-        read.append(opening - opening.mean())
-        true.append(truth[:k] - truth[:k].mean())
-    x, y = np.concatenate(read), np.concatenate(true)
-    return {"r": finite(np.corrcoef(x, y)[0, 1]), "coef": finite((x * y).sum() / (y * y).sum())}
+    found = {}
+    for driver, alphas in drivers.items():
+        read, true = [], []
+        for i, name in enumerate(data.names):
+            with torch.no_grad():
+                mouth, pose = alphas(name).float(), torch.from_numpy(load_motion(chain.tree, name, "pose")).float()
+                truth = data.truth[i]["mouth"][:, 0]
+                k = min(len(mouth), len(pose), len(truth))
+                wa, feats = gen.encode(data.images(i, gen.config.size)[:1])
+                frames = gen.render(wa.expand(k, -1), [f.expand(k, -1, -1, -1) for f in feats], mouth=mouth[:k],
+                                    pose=pose[:k])
+            opening = reader(frames.clamp(-1, 1))["mouth"][:, 0]
+            read.append(opening - opening.mean())
+            true.append(truth[:k] - truth[:k].mean())
+        x, y = np.concatenate(read), np.concatenate(true)
+        found[driver] = {"r": finite(np.corrcoef(x, y)[0, 1]), "coef": finite((x * y).sum() / (y * y).sum())}
+    return found
 
 
 def _velocity_spectrum(seqs):

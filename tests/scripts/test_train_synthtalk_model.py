@@ -417,6 +417,6 @@ def test_audio2lip_probe_renders_the_speech_driven_mouth_and_reads_it_with_the_t
         seen.append(a)
         return a
 
-    exact = recipe_script.rendered_mouth(chain, alphas)
+    exact = recipe_script.rendered_mouth(chain, {"exact": alphas})["exact"]
     assert exact["r"] == pytest.approx(1.0, abs=1e-6) and exact["coef"] == pytest.approx(1.0, abs=1e-5)
     assert not np.isnan(exact["r"])
