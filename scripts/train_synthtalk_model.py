@@ -595,14 +595,14 @@ def generator_probe(chain: Chain, stage: str) -> dict:
 
     records = read_probe_records(chain.run_dir(stage))
     wanted = {k: chain.probe_settings()[k] for k in PROBE_KEYS}
-    if records and recorded_probe_settings(chain, stage) == wanted:
+    recorded = recorded_probe_settings(chain, stage)
+    if records and recorded == wanted:
         strip = lambda r: {k.split("/", 1)[1]: v for k, v in r.items() if k.startswith("probe/")}  # noqa: E731
         return {"steps": [records[0]["step"], records[-1]["step"]], "before": strip(records[0]),
                 "after": strip(records[-1])}
     found = reprobe_generator(chain, stage)
     if records:
-        found["note"] = (f"measured again: the run recorded its probes with {recorded_probe_settings(chain, stage)}, "
-                         f"the chain's probe is {wanted}")
+        found["note"] = f"measured again: the run recorded its probes with {recorded}, the chain's probe is {wanted}"
     return found
 
 
@@ -816,15 +816,18 @@ def rendered_mouth(chain: Chain, drivers: Dict[str, Callable]) -> Dict[str, dict
     reader = FactorReader.load(mouth_reader_dir(chain))
     gen = load_generator(chain.export("stage1") / "model").eval()
     data = probe_data(chain)
+    clips = []  # per clip, shared by every driver: its name, cached α_p, true opening, encoded first frame
+    with torch.no_grad():
+        for i, name in enumerate(data.names):
+            clips.append((name, torch.from_numpy(load_motion(chain.tree, name, "pose")).float(),
+                          data.truth[i]["mouth"][:, 0], gen.encode(data.images(i, gen.config.size)[:1])))
     found = {}
     for driver, alphas in drivers.items():
         read, true = [], []
-        for i, name in enumerate(data.names):
+        for name, pose, truth, (wa, feats) in clips:
             with torch.no_grad():
-                mouth, pose = alphas(name).float(), torch.from_numpy(load_motion(chain.tree, name, "pose")).float()
-                truth = data.truth[i]["mouth"][:, 0]
+                mouth = alphas(name).float()
                 k = min(len(mouth), len(pose), len(truth))
-                wa, feats = gen.encode(data.images(i, gen.config.size)[:1])
                 frames = gen.render(wa.expand(k, -1), [f.expand(k, -1, -1, -1) for f in feats], mouth=mouth[:k],
                                     pose=pose[:k])
             opening = reader(frames.clamp(-1, 1))["mouth"][:, 0]
